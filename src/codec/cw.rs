@@ -1,0 +1,187 @@
+//! The cw pipeline: pixels → latents → symbols → rANS stream, and back.
+//!
+//! Symbol order in the CWLT stream (format-spec/README.md §6):
+//! 1. the importance level of every latent position, raster order, with the causal
+//!    context of [`IntParams::map_context`];
+//! 2. anchors ((i + j) even): for each channel c, each anchor position in raster order whose
+//!    level keeps c, with the scale index from the base table and the gain;
+//! 3. non-anchors: likewise, the scale index adding the integer context network's offset
+//!    computed from all decoded anchors.
+
+use candle_core::{Device, Tensor};
+
+use crate::entropy::params::{rate_position, IntParams};
+use crate::entropy::{SymbolReader, SymbolWriter};
+use crate::model::cw::{RatePos, CH_PER_LEVEL, LEVELS, M, STRIDE};
+use crate::model::weights::CwWeights;
+use crate::Error;
+
+/// Latent symbols of one image.
+pub struct Latents {
+    /// Latent height and width.
+    pub h: usize,
+    /// See `h`.
+    pub w: usize,
+    /// Importance level per position, raster order.
+    pub levels: Vec<u8>,
+    /// Quantized values `(M, h, w)`; entries a level drops are 0.
+    pub values: Vec<i32>,
+}
+
+/// Rate coordinate of a quality: t = q16·(RATE_POINTS − 1)/65535, matching the integer
+/// interpolation of [`rate_position`].
+pub fn rate_pos(q16: u16) -> RatePos {
+    let (index, frac) = rate_position(q16);
+    RatePos { index, frac: frac as f64 / 65535.0 }
+}
+
+/// Planar RGB in [0, 1], padded by edge replication to multiples of 16: `(1, 3, H', W')`.
+pub fn to_tensor(rgb: &[u8], width: usize, height: usize, dev: &Device) -> Result<Tensor, Error> {
+    let hp = height.div_ceil(STRIDE) * STRIDE;
+    let wp = width.div_ceil(STRIDE) * STRIDE;
+    let mut v = vec![0f32; 3 * hp * wp];
+    for c in 0..3 {
+        for y in 0..hp {
+            let sy = y.min(height - 1);
+            for x in 0..wp {
+                let sx = x.min(width - 1);
+                v[c * hp * wp + y * wp + x] = rgb[(sy * width + sx) * 3 + c] as f32 / 255.0;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(v, (1, 3, hp, wp), dev)?)
+}
+
+/// Runs the analysis transform and quantizes: the encoder-only half.
+pub fn analyze(weights: &CwWeights, x: &Tensor, q16: u16) -> Result<Latents, Error> {
+    let model = &weights.model;
+    let (y, logit) = model.analysis(x)?;
+    let (_, _, h, w) = y.dims4()?;
+    let (lg, mb) = model.rate_params(rate_pos(q16))?;
+    let gains: Vec<f32> = lg.exp()?.to_vec1()?;
+    let mb: f32 = mb.to_scalar()?;
+    let y: Vec<f32> = y.flatten_all()?.to_vec1()?;
+    let logit: Vec<f32> = logit.flatten_all()?.to_vec1()?;
+    let levels = levels_from_logits(&logit, mb);
+    let n = h * w;
+    let mut values = vec![0i32; M * n];
+    for c in 0..M {
+        for p in 0..n {
+            if c < kept(levels[p]) {
+                let v = (y[c * n + p] * gains[c]).round();
+                values[c * n + p] = v.clamp(-1e6, 1e6) as i32;
+            }
+        }
+    }
+    Ok(Latents { h, w, levels, values })
+}
+
+/// Importance levels from the map logits and the rate's bias:
+/// `min(floor(sigmoid(z + bias) · LEVELS), LEVELS − 1)`. Encoder-side only.
+pub fn levels_from_logits(logits: &[f32], bias: f32) -> Vec<u8> {
+    logits
+        .iter()
+        .map(|&z| {
+            let p = 1.0 / (1.0 + (-(z + bias)).exp());
+            ((p * LEVELS as f32).floor() as i64).clamp(0, LEVELS as i64 - 1) as u8
+        })
+        .collect()
+}
+
+/// Channels kept at an importance level.
+pub fn kept(level: u8) -> usize {
+    (level as usize + 1) * CH_PER_LEVEL
+}
+
+/// Writes the symbols of `lat` in stream order. Returns the writer (for the rate estimate).
+pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWriter {
+    let int = &weights.int;
+    let (h, w, n) = (lat.h, lat.w, lat.h * lat.w);
+    let mut wr = SymbolWriter::new();
+    for i in 0..h {
+        for j in 0..w {
+            wr.side(IntParams::map_context(&lat.levels, w, i, j), lat.levels[i * w + j] as u16);
+        }
+    }
+    let gain = int.gain_at(q16);
+    let values = clamp_values(&lat.values);
+    for c in 0..M {
+        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
+            if c < kept(lat.levels[p]) {
+                wr.gauss(int.scale_index(lat.levels[p] as usize, c, gain[c], 0), values[c * n + p]);
+            }
+        }
+    }
+    let ctx = int.context_offsets(&values, h, w);
+    for c in 0..M {
+        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
+            if c < kept(lat.levels[p]) {
+                let idx = int.scale_index(lat.levels[p] as usize, c, gain[c], ctx[c * n + p]);
+                wr.gauss(idx, values[c * n + p]);
+            }
+        }
+    }
+    wr
+}
+
+fn clamp_values(v: &[i32]) -> Vec<i32> {
+    let m = crate::entropy::coder::MAX_VALUE;
+    v.iter().map(|&x| x.clamp(-m, m)).collect()
+}
+
+/// Reads the symbols of an `h`×`w` latent grid from a CWLT stream.
+pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16: u16) -> Result<Latents, Error> {
+    let int = &weights.int;
+    let n = h * w;
+    let mut rd = SymbolReader::new(stream, &weights.gauss, &weights.map_models)?;
+    let mut levels = vec![0u8; n];
+    for i in 0..h {
+        for j in 0..w {
+            levels[i * w + j] = rd.side(IntParams::map_context(&levels, w, i, j))? as u8;
+        }
+    }
+    let gain = int.gain_at(q16);
+    let mut values = vec![0i32; M * n];
+    for c in 0..M {
+        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
+            if c < kept(levels[p]) {
+                values[c * n + p] = rd.gauss(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
+            }
+        }
+    }
+    let ctx = int.context_offsets(&values, h, w);
+    for c in 0..M {
+        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
+            if c < kept(levels[p]) {
+                let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
+                values[c * n + p] = rd.gauss(idx)?;
+            }
+        }
+    }
+    rd.finish()?;
+    Ok(Latents { h, w, levels, values })
+}
+
+/// Synthesis: latents → interleaved RGB8 of `width`×`height` (cropped from the padded grid).
+pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16, width: usize, height: usize) -> Result<Vec<u8>, Error> {
+    let model = &weights.model;
+    let dev = model.device();
+    let (lg, _) = model.rate_params(rate_pos(q16))?;
+    let gains: Vec<f32> = lg.exp()?.to_vec1()?;
+    let n = lat.h * lat.w;
+    let y: Vec<f32> = (0..M * n).map(|k| lat.values[k] as f32 / gains[k / n]).collect();
+    let y = Tensor::from_vec(y, (1, M, lat.h, lat.w), dev)?;
+    let x = model.synthesis(&y)?;
+    let (_, _, hp, wp) = x.dims4()?;
+    let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    let mut out = vec![0u8; width * height * 3];
+    for yy in 0..height {
+        for xx in 0..width {
+            for c in 0..3 {
+                let v = x[c * hp * wp + yy * wp + xx] * 255.0;
+                out[(yy * width + xx) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok(out)
+}

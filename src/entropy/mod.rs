@@ -1,0 +1,22 @@
+//! Entropy coding: quantized probability tables, the integer path that picks a table for
+//! every symbol, and the rANS symbol stream (through `constriction`).
+
+pub mod coder;
+pub mod params;
+pub mod tables;
+
+pub use coder::{SymbolReader, SymbolWriter};
+pub use params::IntParams;
+pub use tables::GaussianTables;
+
+/// What can go wrong while entropy coding.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntropyError {
+    /// The encoder was handed a symbol its model cannot code (a bug, never input).
+    #[error("a symbol could not be entropy coded")]
+    Unencodable,
+    /// The stream does not decode consistently.
+    #[error("corrupt entropy-coded stream: {0}")]
+    Corrupt(&'static str),
+}

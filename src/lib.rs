@@ -1,0 +1,260 @@
+//! lic: a learned image codec.
+//!
+//! Pixels go through a content-weighted convolutional autoencoder (cw), whose importance map
+//! decides how many latent channels each position spends; every latent symbol gets its
+//! probability from an integer conditional model (importance level, gain, and a checkerboard
+//! context network over already-decoded neighbours) and is written with rANS. The `.lic`
+//! container is specified in `format-spec/README.md`.
+//!
+//! ```no_run
+//! use lic::{Codec, Image};
+//! let codec = Codec::embedded()?;
+//! let img = Image::open("photo.png")?;
+//! let bytes = codec.encode(&img, 0.5)?;
+//! let back = codec.decode(&bytes)?;
+//! assert_eq!((back.width, back.height), (img.width, img.height));
+//! # Ok::<(), lic::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod container;
+pub mod entropy;
+pub mod metrics;
+pub mod model;
+#[cfg(feature = "train")]
+pub mod train;
+
+use std::path::Path;
+
+pub use codec::EncodeStats;
+pub use container::{ColorType, FormatError, Header, ModelKind};
+pub use entropy::EntropyError;
+pub use model::weights::{CwWeights, WeightsError};
+
+/// Everything that can go wrong in lic, grouped by cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file breaks the format.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// The entropy-coded data is inconsistent.
+    #[error(transparent)]
+    Entropy(#[from] EntropyError),
+    /// The file was made with weights this decoder does not have.
+    #[error("this file needs weights {needed}, but the loaded weights are {have}; pass the matching file with --weights")]
+    WrongWeights {
+        /// Id the file needs.
+        needed: String,
+        /// Id of the loaded weights.
+        have: String,
+    },
+    /// Weights could not be loaded.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// The quality is outside [0, 1].
+    #[error("quality {0} is out of range: -q takes a value from 0 (smallest file) to 1 (best picture)")]
+    Quality(f32),
+    /// The image exceeds the decoder's limits.
+    #[error("image of {width}x{height} exceeds the limits ({what})")]
+    Limits {
+        /// Width of the image.
+        width: u32,
+        /// Height of the image.
+        height: u32,
+        /// Which limit.
+        what: &'static str,
+    },
+    /// The input image is unusable.
+    #[error("bad input image: {0}")]
+    Input(String),
+    /// The network failed to run (out of memory, internal error).
+    #[error("network evaluation failed: {0}")]
+    Model(String),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Model(e.to_string())
+    }
+}
+
+/// An 8-bit image, samples interleaved row by row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Channel layout.
+    pub color: ColorType,
+    /// `width · height · color.channels()` samples.
+    pub data: Vec<u8>,
+}
+
+impl Image {
+    /// Checks that the sample buffer matches the dimensions.
+    pub fn check(&self) -> Result<(), Error> {
+        let need = self.width as u64 * self.height as u64 * self.color.channels() as u64;
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::Input("image has no pixels".into()));
+        }
+        if self.width > container::MAX_DIMENSION || self.height > container::MAX_DIMENSION {
+            return Err(Error::Limits { width: self.width, height: self.height, what: "at most 65536 pixels a side" });
+        }
+        if self.data.len() as u64 != need {
+            return Err(Error::Input(format!("{} samples for a {}x{} image", self.data.len(), self.width, self.height)));
+        }
+        Ok(())
+    }
+
+    /// Reads any format the `image` crate decodes. 16-bit images are reduced to 8 bits
+    /// (`lossy_depth` tells the caller, who may warn).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Ok(Self::from_dynamic(image::open(path.as_ref()).map_err(|e| Error::Input(e.to_string()))?).0)
+    }
+
+    /// Converts an `image` crate image; the flag is true when the depth was reduced.
+    pub fn from_dynamic(img: image::DynamicImage) -> (Self, bool) {
+        use image::DynamicImage as D;
+        let reduced = !matches!(img, D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageRgb8(_) | D::ImageRgba8(_));
+        let (width, height) = (img.width(), img.height());
+        let has_alpha = img.color().has_alpha();
+        let gray = !img.color().has_color();
+        let (color, data) = match (gray, has_alpha) {
+            (true, false) => (ColorType::Gray, img.into_luma8().into_raw()),
+            (true, true) => (ColorType::GrayAlpha, img.into_luma_alpha8().into_raw()),
+            (false, false) => (ColorType::Rgb, img.into_rgb8().into_raw()),
+            (false, true) => (ColorType::Rgba, img.into_rgba8().into_raw()),
+        };
+        (Self { width, height, color, data }, reduced)
+    }
+
+    /// Converts to an `image` crate image.
+    pub fn to_dynamic(&self) -> image::DynamicImage {
+        use image::{DynamicImage as D, ImageBuffer};
+        let (w, h, d) = (self.width, self.height, self.data.clone());
+        match self.color {
+            ColorType::Gray => D::ImageLuma8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
+            ColorType::GrayAlpha => D::ImageLumaA8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
+            ColorType::Rgb => D::ImageRgb8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
+            ColorType::Rgba => D::ImageRgba8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
+        }
+    }
+}
+
+/// Decoder limits, checked against the header before anything is allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest width (default 16384).
+    pub max_width: u32,
+    /// Largest height (default 16384).
+    pub max_height: u32,
+    /// Largest pixel count (default 64 Mpx).
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_width: 16384, max_height: 16384, max_pixels: 64 << 20 }
+    }
+}
+
+impl Limits {
+    fn check(&self, width: u32, height: u32) -> Result<(), Error> {
+        let err = |what| Err(Error::Limits { width, height, what });
+        if width > self.max_width {
+            return err("width");
+        }
+        if height > self.max_height {
+            return err("height");
+        }
+        if width as u64 * height as u64 > self.max_pixels {
+            return err("pixel count");
+        }
+        Ok(())
+    }
+}
+
+/// What `info` reports: the header and the chunk table, without running any network.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// The header.
+    pub header: Header,
+    /// (type, payload bytes) of every chunk after HEAD, in file order.
+    pub chunks: Vec<(String, usize)>,
+    /// File size in bytes.
+    pub file_bytes: usize,
+}
+
+impl Info {
+    /// Bits per pixel of the whole file.
+    pub fn bpp(&self) -> f64 {
+        self.file_bytes as f64 * 8.0 / (self.header.width as f64 * self.header.height as f64)
+    }
+}
+
+/// Reads the header and chunk table of a file (checking every CRC); runs no network.
+pub fn info(bytes: &[u8]) -> Result<Info, Error> {
+    let c = container::Container::parse(bytes)?;
+    Ok(Info {
+        header: c.header.clone(),
+        chunks: c.chunks.iter().map(|ch| (ch.name(), ch.data.len())).collect(),
+        file_bytes: c.file_len,
+    })
+}
+
+/// An encoder/decoder with loaded weights.
+pub struct Codec {
+    weights: CwWeights,
+    limits: Limits,
+}
+
+impl Codec {
+    /// The codec on the weights embedded in this binary.
+    pub fn embedded() -> Result<Self, Error> {
+        Ok(Self { weights: CwWeights::embedded()?, limits: Limits::default() })
+    }
+
+    /// The codec on a weights file.
+    pub fn from_weights_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let bytes = std::fs::read(path)?;
+        Ok(Self { weights: CwWeights::from_bytes(&bytes)?, limits: Limits::default() })
+    }
+
+    /// Replaces the decoder limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Hex id of the loaded weights.
+    pub fn weights_id(&self) -> String {
+        model::weights::id_hex(&self.weights.id)
+    }
+
+    /// Encodes at quality `q` ∈ [0, 1] (0: smallest file, 1: best picture).
+    pub fn encode(&self, img: &Image, q: f32) -> Result<Vec<u8>, Error> {
+        Ok(codec::encode(img, q, &self.weights)?.0)
+    }
+
+    /// Encodes and reports the stream statistics.
+    pub fn encode_with_stats(&self, img: &Image, q: f32) -> Result<(Vec<u8>, EncodeStats), Error> {
+        codec::encode(img, q, &self.weights)
+    }
+
+    /// Decodes a `.lic` file.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
+        codec::decode(bytes, &self.weights, &self.limits)
+    }
+}
+
+/// Decodes a `.lic` file with the embedded weights.
+pub fn decode(bytes: &[u8]) -> Result<Image, Error> {
+    Codec::embedded()?.decode(bytes)
+}

@@ -1,0 +1,209 @@
+//! The `lic` command line.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lic::{Codec, Image};
+
+#[derive(Parser)]
+#[command(name = "lic", version, about = "lic: a learned image codec")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encode an image (PNG, JPEG, PPM, WebP, TIFF, BMP) to .lic.
+    Encode {
+        /// Input image, or - for standard input.
+        input: String,
+        /// Output .lic file, or - for standard output.
+        output: Option<String>,
+        /// Output file (same as the second positional argument).
+        #[arg(short = 'o', long = "output")]
+        out_flag: Option<String>,
+        /// Quality from 0 (smallest file) to 1 (best picture).
+        #[arg(short = 'q', long = "quality", default_value_t = 0.5, allow_negative_numbers = true)]
+        quality: f32,
+        /// Weights file to use instead of the embedded default.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Decode a .lic file; the output format follows the extension (- writes PNG to stdout).
+    Decode {
+        /// Input .lic file, or - for standard input.
+        input: String,
+        /// Output image, or - for standard output.
+        output: Option<String>,
+        /// Output file (same as the second positional argument).
+        #[arg(short = 'o', long = "output")]
+        out_flag: Option<String>,
+        /// Weights file to use instead of the embedded default.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+    },
+    /// Describe a .lic file without decoding it.
+    Info {
+        /// The .lic file, or - for standard input.
+        input: String,
+    },
+    /// Train the cw model (resumes from OUT/ckpt.safetensors when present).
+    #[cfg(feature = "train")]
+    Train {
+        /// Folder of training images.
+        #[arg(long)]
+        data: PathBuf,
+        /// Folder for checkpoints and train.log.
+        #[arg(long)]
+        out: PathBuf,
+        /// Start from these weights (checkpoint or shipped file) instead of resuming.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Total steps.
+        #[arg(long, default_value_t = 1_000_000)]
+        steps: usize,
+        /// Wall-clock budget of this run, in minutes.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// Crops per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Crop side in pixels (a multiple of 16).
+        #[arg(long, default_value_t = 128)]
+        patch: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        /// Validate every N steps.
+        #[arg(long, default_value_t = 1000)]
+        val_every: usize,
+        /// Checkpoint every N minutes.
+        #[arg(long, default_value_t = 5.0)]
+        ckpt_minutes: f64,
+        /// Train on the GPU (needs a build with --features cuda).
+        #[arg(long)]
+        cuda: bool,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Turn a training checkpoint into a shipped weights file.
+    #[cfg(feature = "train")]
+    Export {
+        /// Checkpoint (f32 safetensors).
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Training images, for the importance-map statistics.
+        #[arg(long)]
+        data: PathBuf,
+        /// Output weights file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>, String> {
+    if path == "-" {
+        let mut v = Vec::new();
+        std::io::stdin().read_to_end(&mut v).map_err(|e| format!("cannot read standard input: {e}"))?;
+        Ok(v)
+    } else {
+        std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
+    }
+}
+
+fn write_output(path: &str, bytes: &[u8]) -> Result<(), String> {
+    if path == "-" {
+        std::io::stdout().write_all(bytes).map_err(|e| format!("cannot write standard output: {e}"))
+    } else {
+        std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
+    }
+}
+
+fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
+    match weights {
+        Some(p) => Codec::from_weights_file(p).map_err(|e| format!("cannot load weights {}: {e}", p.display())),
+        None => Codec::embedded().map_err(|e| e.to_string()),
+    }
+}
+
+fn output_name(pos: Option<String>, flag: Option<String>, what: &str) -> Result<String, String> {
+    match (pos, flag) {
+        (Some(_), Some(_)) => Err(format!("give the {what} once: either as an argument or with -o")),
+        (Some(p), None) | (None, Some(p)) => Ok(p),
+        (None, None) => Err(format!("no {what} given")),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Encode { input, output, out_flag, quality, weights } => {
+            let out = output_name(output, out_flag, "output file")?;
+            lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
+            let bytes = read_input(&input)?;
+            let dynimg = image::load_from_memory(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
+            let (img, reduced) = Image::from_dynamic(dynimg);
+            if reduced {
+                eprintln!("warning: {input} has more than 8 bits per sample; lic codes it at 8 bits");
+            }
+            let codec = codec(&weights)?;
+            let lic = codec.encode(&img, quality).map_err(|e| e.to_string())?;
+            write_output(&out, &lic)
+        }
+        Command::Decode { input, output, out_flag, weights } => {
+            let out = output_name(output, out_flag, "output file")?;
+            let bytes = read_input(&input)?;
+            let img = codec(&weights)?.decode(&bytes).map_err(|e| format!("cannot decode {input}: {e}"))?;
+            let dynimg = img.to_dynamic();
+            if out == "-" {
+                let mut buf = std::io::Cursor::new(Vec::new());
+                dynimg.write_to(&mut buf, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+                write_output("-", buf.get_ref())
+            } else {
+                let fmt = image::ImageFormat::from_path(&out)
+                    .map_err(|_| format!("cannot tell the image format of {out} from its extension"))?;
+                let dynimg = if fmt == image::ImageFormat::Jpeg { image::DynamicImage::ImageRgb8(dynimg.to_rgb8()) } else { dynimg };
+                dynimg.save_with_format(&out, fmt).map_err(|e| format!("cannot write {out}: {e}"))
+            }
+        }
+        Command::Info { input } => {
+            let bytes = read_input(&input)?;
+            let info = lic::info(&bytes).map_err(|e| format!("cannot read {input}: {e}"))?;
+            let h = &info.header;
+            println!("file:       {input}");
+            println!("size:       {} bytes, {:.4} bpp", info.file_bytes, info.bpp());
+            println!("image:      {}x{} {}", h.width, h.height, lic::codec::color_name(h.color));
+            println!("model:      {}", h.model.name());
+            println!("weights:    {}", lic::model::weights::id_hex(&h.weights_id));
+            println!("quality:    {:.4}", h.quality as f64 / 65535.0);
+            println!("chunks:");
+            for (name, len) in &info.chunks {
+                println!("  {name}  {len} bytes");
+            }
+            Ok(())
+        }
+        #[cfg(feature = "train")]
+        Command::Train { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed } => {
+            if patch % 16 != 0 || patch == 0 {
+                return Err("--patch must be a positive multiple of 16".into());
+            }
+            let cfg = lic::train::TrainConfig { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed };
+            lic::train::train(&cfg).map_err(|e| e.to_string())
+        }
+        #[cfg(feature = "train")]
+        Command::Export { ckpt, data, out } => lic::train::export::export(&ckpt, &data, &out).map_err(|e| e.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lic: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

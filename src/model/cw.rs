@@ -1,0 +1,285 @@
+//! The content-weighted autoencoder (cw): analysis / synthesis transforms, the importance map,
+//! the variable-rate gain vectors and the float twin of the conditional probability model.
+//!
+//! ```text
+//!  x ─► s2d·conv·GDN ×3 ─► s2d·conv ─┬─► y (M ch, /16) ─► ×gain(q) ─► round ─► ŷ ─► mask ─┐
+//!                                    └─► importance logit ─► +bias(q) ─► level ∈ [0, L) ──┤
+//!                                                                                       ▼
+//!  x̂ ◄─ conv·d2s ◄─ (IGDN·conv·d2s) ×3 ◄─────────────────────────────── ŷ·mask / gain(q)
+//!
+//!  entropy model: ln σ[c] = base[level][c] + ln gain[c](q) (+ ctx(anchor neighbours) off-anchor)
+//! ```
+//!
+//! The importance level `l` of a latent position keeps the first `(l + 1)·CH_PER_LEVEL`
+//! channels; the others are neither coded nor used (they decode as 0).
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use super::layers::{depth_to_space, space_to_depth, Conv, Gdn};
+
+/// Latent channels.
+pub const M: usize = 160;
+/// Importance levels.
+pub const LEVELS: usize = 20;
+/// Channels switched on per importance level.
+pub const CH_PER_LEVEL: usize = M / LEVELS;
+/// Trained rate points (the `-q` range interpolates between them).
+pub const RATE_POINTS: usize = 5;
+/// Rate-distortion trade-off of each rate point: loss = λ·255²·MSE + bpp.
+pub const LAMBDAS: [f64; RATE_POINTS] = [0.0016, 0.0045, 0.0125, 0.035, 0.10];
+/// Hidden width of the context network.
+pub const CTX_HIDDEN: usize = 64;
+/// Anchor values are clipped to ±CTX_CLIP before they enter the context network.
+pub const CTX_CLIP: i32 = 15;
+/// Number of context-network inputs: 4 neighbours × (value, |value|) × M.
+pub const CTX_IN: usize = 8 * M;
+/// Total down-sampling of the transform.
+pub const STRIDE: usize = 16;
+/// Smallest and largest scale of the Gaussian table, and its number of entries.
+pub const SCALE_MIN: f64 = 0.11;
+/// See [`SCALE_MIN`].
+pub const SCALE_MAX: f64 = 64.0;
+/// See [`SCALE_MIN`].
+pub const SCALE_COUNT: usize = 64;
+
+/// The float model. Built from a `VarBuilder`: a `VarMap` when training, the shipped
+/// safetensors when coding.
+pub struct CwModel {
+    enc: Vec<Conv>,
+    enc_gdn: Vec<Gdn>,
+    dec: Vec<Conv>,
+    dec_gdn: Vec<Gdn>,
+    /// `(RATE_POINTS, M)`: ln of the per-channel gain of each rate point.
+    pub log_gain: Tensor,
+    /// `(RATE_POINTS,)`: bias added to the importance logit at each rate point.
+    pub map_bias: Tensor,
+    /// `(LEVELS, M)`: ln σ of each channel given the importance level (gain 1).
+    pub base: Tensor,
+    /// Context network, first layer: `(CTX_HIDDEN, CTX_IN)` as a 1×1 conv.
+    pub ctx1: Conv,
+    /// Context network, second layer: `(M, CTX_HIDDEN)`, output in ln σ units.
+    pub ctx2: Conv,
+    device: Device,
+}
+
+/// Where `-q` falls between the trained rate points.
+#[derive(Clone, Copy, Debug)]
+pub struct RatePos {
+    /// Lower rate point.
+    pub index: usize,
+    /// Weight of the upper rate point, in [0, 1].
+    pub frac: f64,
+}
+
+impl RatePos {
+    /// Position of a continuous rate coordinate `t ∈ [0, RATE_POINTS − 1]`.
+    pub fn from_t(t: f64) -> Self {
+        let t = t.clamp(0.0, (RATE_POINTS - 1) as f64);
+        let index = (t.floor() as usize).min(RATE_POINTS - 2);
+        Self { index, frac: t - index as f64 }
+    }
+
+    /// λ at this position (log-linear between rate points).
+    pub fn lambda(&self) -> f64 {
+        let (a, b) = (LAMBDAS[self.index].ln(), LAMBDAS[self.index + 1].ln());
+        (a + (b - a) * self.frac).exp()
+    }
+}
+
+/// Everything the training loss needs from one forward pass.
+pub struct TrainOutput {
+    /// Reconstruction in [0, 1] (not clipped).
+    pub x_hat: Tensor,
+    /// Estimated bits of the coded latents, summed over the batch (scalar).
+    pub bits: Tensor,
+    /// Mean fraction of latent channels kept (scalar).
+    pub kept: Tensor,
+}
+
+impl CwModel {
+    /// Creates (training) or loads (coding) the model.
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        let enc_ch = [3 * 4, 64, 96, 128];
+        let enc_out = [64, 96, 128, M + 1];
+        let mut enc = Vec::new();
+        let mut enc_gdn = Vec::new();
+        for i in 0..4 {
+            let cin = if i == 0 { enc_ch[0] } else { enc_ch[i] * 4 };
+            enc.push(Conv::new(vb.pp(format!("enc.{i}")), cin, enc_out[i], 3)?);
+            if i < 3 {
+                enc_gdn.push(Gdn::new(vb.pp(format!("enc_gdn.{i}")), enc_out[i], false)?);
+            }
+        }
+        // Synthesis: conv to r²·C then depth-to-space.
+        let dec_in = [M, 128, 96, 64];
+        let dec_out = [128, 96, 64, 3];
+        let mut dec = Vec::new();
+        let mut dec_gdn = Vec::new();
+        for i in 0..4 {
+            dec.push(Conv::new(vb.pp(format!("dec.{i}")), dec_in[i], dec_out[i] * 4, 3)?);
+            if i < 3 {
+                dec_gdn.push(Gdn::new(vb.pp(format!("dec_gdn.{i}")), dec_out[i], true)?);
+            }
+        }
+        let dev = vb.device().clone();
+        let lg0 = (0.4f64).ln();
+        let lg1 = (3.0f64).ln();
+        let init_lg: Vec<f32> = (0..RATE_POINTS)
+            .flat_map(|r| {
+                let v = lg0 + (lg1 - lg0) * r as f64 / (RATE_POINTS - 1) as f64;
+                std::iter::repeat(v as f32).take(M)
+            })
+            .collect();
+        let log_gain = get_or_init(&vb, "log_gain", Tensor::from_vec(init_lg, (RATE_POINTS, M), &dev)?)?;
+        let init_mb: Vec<f32> =
+            (0..RATE_POINTS).map(|r| -2.0 + 4.0 * r as f32 / (RATE_POINTS - 1) as f32).collect();
+        let map_bias = get_or_init(&vb, "map_bias", Tensor::from_vec(init_mb, RATE_POINTS, &dev)?)?;
+        let base = vb.get_with_hints((LEVELS, M), "base", Init::Const(0.0))?;
+        let ctx1 = Conv::new(vb.pp("ctx1"), CTX_IN, CTX_HIDDEN, 1)?;
+        let ctx2 = Conv::new(vb.pp("ctx2"), CTX_HIDDEN, M, 1)?;
+        Ok(Self { enc, enc_gdn, dec, dec_gdn, log_gain, map_bias, base, ctx1, ctx2, device: dev })
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Analysis: `x` in [0, 1], `(B, 3, H, W)` with H, W multiples of 16 →
+    /// (`y`: `(B, M, H/16, W/16)`, importance logit `(B, 1, H/16, W/16)`).
+    pub fn analysis(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let mut h = ((x - 0.5)? * 2.0)?;
+        for i in 0..4 {
+            h = self.enc[i].forward(&space_to_depth(&h, 2)?)?;
+            if i < 3 {
+                h = self.enc_gdn[i].forward(&h)?;
+            }
+        }
+        Ok((h.narrow(1, 0, M)?, h.narrow(1, M, 1)?))
+    }
+
+    /// Synthesis: de-gained latents `(B, M, h, w)` → image `(B, 3, 16h, 16w)` around [0, 1].
+    pub fn synthesis(&self, y: &Tensor) -> Result<Tensor> {
+        let mut h = y.clone();
+        for i in 0..4 {
+            h = depth_to_space(&self.dec[i].forward(&h)?, 2)?;
+            if i < 3 {
+                h = self.dec_gdn[i].forward(&h)?;
+            }
+        }
+        (h * 0.5)? + 0.5
+    }
+
+    /// ln gain `(M,)` and importance bias (scalar) at a rate position.
+    pub fn rate_params(&self, pos: RatePos) -> Result<(Tensor, Tensor)> {
+        let lerp = |t: &Tensor| -> Result<Tensor> {
+            let a = t.get(pos.index)?;
+            let b = t.get(pos.index + 1)?;
+            (a * (1.0 - pos.frac))? + (b * pos.frac)?
+        };
+        Ok((lerp(&self.log_gain)?, lerp(&self.map_bias)?))
+    }
+
+    /// Context network on the anchor tensor (values already clipped, non-anchors zero):
+    /// ln σ offsets `(B, M, h, w)`.
+    pub fn context(&self, anchors: &Tensor) -> Result<Tensor> {
+        let feats = context_features(anchors)?;
+        let h = self.ctx1.forward(&feats)?.relu()?;
+        self.ctx2.forward(&h)
+    }
+
+    /// One training pass at rate position `pos`.
+    pub fn train_forward(&self, x: &Tensor, pos: RatePos) -> Result<TrainOutput> {
+        let dev = &self.device;
+        let (y, logit) = self.analysis(x)?;
+        let (b, _, h, w) = y.dims4()?;
+        let (lg, mb) = self.rate_params(pos)?;
+        let lg4 = lg.reshape((1, M, 1, 1))?;
+        let yg = y.broadcast_mul(&lg4.exp()?)?;
+
+        // Importance mask: hard in the forward pass, soft (piecewise linear) gradient.
+        let pl = (candle_nn::ops::sigmoid(&logit.broadcast_add(&mb)?)? * LEVELS as f64)?;
+        let j = Tensor::arange(0f32, LEVELS as f32, dev)?.reshape((1, LEVELS, 1, 1))?;
+        let diff = pl.broadcast_sub(&j)?; // (B, L, h, w)
+        let soft = (diff.clone() + 1.0)?.clamp(0f32, 1f32)?;
+        let hard = diff.ge(0f64)?.to_dtype(DType::F32)?;
+        let gmask = (&soft + (&hard - &soft)?.detach())?;
+        let mask = expand_levels(&gmask)?;
+        // One-hot of the level: hard[j] − hard[j+1].
+        let next = hard.narrow(1, 1, LEVELS - 1)?.pad_with_zeros(1, 0, 1)?;
+        let onehot = (&hard - next)?.reshape((b, LEVELS, h * w))?;
+        let base = self.base.t()?.broadcast_matmul(&onehot)?.reshape((b, M, h, w))?;
+
+        let rounded = (&yg + (yg.round()? - &yg)?.detach())?;
+        let yq = (&rounded * &mask)?;
+        let noise = Tensor::rand(-0.5f32, 0.5, yg.shape(), dev)?;
+        let noisy = (&yg + noise)?;
+
+        let am = anchor_mask(h, w, dev)?;
+        let anchors = yq.clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?.broadcast_mul(&am)?;
+        let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
+        let log_sigma = (base.broadcast_add(&lg4)? + ctx)?;
+        let bits = (gaussian_bits(&noisy, &log_sigma)? * &mask)?.sum_all()?;
+
+        let x_hat = self.synthesis(&yq.broadcast_div(&lg4.exp()?)?)?;
+        let kept = mask.mean_all()?;
+        Ok(TrainOutput { x_hat, bits, kept })
+    }
+}
+
+/// Loads `name` from `vb`, initialising a fresh variable with `init`.
+fn get_or_init(vb: &VarBuilder, name: &str, init: Tensor) -> Result<Tensor> {
+    let t = vb.get_with_hints(init.shape(), name, Init::Const(f64::NAN))?;
+    // A fresh VarMap variable holds NaN: replace it by the intended start value.
+    if t.is_variable() && t.flatten_all()?.get(0)?.to_scalar::<f32>()?.is_nan() {
+        let var = candle_core::Var::from_tensor(&t)?;
+        var.set(&init)?;
+        return Ok(var.as_tensor().clone());
+    }
+    Ok(t)
+}
+
+/// `(B, LEVELS, h, w)` per-level mask → `(B, M, h, w)` per-channel mask.
+pub fn expand_levels(g: &Tensor) -> Result<Tensor> {
+    let (b, l, h, w) = g.dims4()?;
+    g.reshape((b, l, 1, h, w))?
+        .broadcast_as((b, l, CH_PER_LEVEL, h, w))?
+        .reshape((b, l * CH_PER_LEVEL, h, w))
+}
+
+/// `(1, 1, h, w)`: 1 at checkerboard anchors ((i + j) even), else 0.
+pub fn anchor_mask(h: usize, w: usize, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f32> =
+        (0..h * w).map(|k| if (k / w + k % w) % 2 == 0 { 1.0 } else { 0.0 }).collect();
+    Tensor::from_vec(v, (1, 1, h, w), dev)
+}
+
+/// The context features of every position: for the neighbours above, below, left and right
+/// (zero outside the image), their values and absolute values: `(B, 8·M, h, w)`.
+pub fn context_features(a: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = a.dims4()?;
+    let up = a.pad_with_zeros(2, 1, 0)?.narrow(2, 0, h)?; // value of (i−1, j)
+    let down = a.pad_with_zeros(2, 0, 1)?.narrow(2, 1, h)?; // (i+1, j)
+    let left = a.pad_with_zeros(3, 1, 0)?.narrow(3, 0, w)?; // (i, j−1)
+    let right = a.pad_with_zeros(3, 0, 1)?.narrow(3, 1, w)?; // (i, j+1)
+    let mut parts = Vec::with_capacity(8);
+    for n in [up, down, left, right] {
+        let magnitude = n.abs()?;
+        parts.push(n);
+        parts.push(magnitude);
+    }
+    Tensor::cat(&parts, 1)
+}
+
+/// −log2 of the discretized Gaussian probability of `v` (zero mean, σ = exp(log_sigma)
+/// clamped to the table range): Φ((½ − |v|)/σ) − Φ((−½ − |v|)/σ).
+pub fn gaussian_bits(v: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
+    let sigma = log_sigma.exp()?.clamp(SCALE_MIN as f32, SCALE_MAX as f32)?;
+    let a = v.abs()?;
+    let inv = (sigma * std::f64::consts::SQRT_2)?.recip()?;
+    let upper = ((0.5 - &a)? * &inv)?.erf()?;
+    let lower = ((-0.5 - &a)? * &inv)?.erf()?;
+    let p = ((upper - lower)? * 0.5)?.clamp(1e-9f32, 1f32)?;
+    p.log()? * (-1.0 / std::f64::consts::LN_2)
+}

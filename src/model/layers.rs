@@ -1,0 +1,142 @@
+//! Building blocks of the transforms: a 'same'-padded convolution computed as im2col + matmul
+//! (fast forward *and* backward on candle's CPU backend, whose direct conv kernels are slow to
+//! differentiate), GDN / inverse GDN, and the pixel (un)shuffles that replace strided and
+//! transposed convolutions.
+
+use candle_core::{Result, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// A k×k convolution with stride 1, 'same' zero padding and a bias.
+///
+/// Weights are stored as `(cout, cin, k, k)` (the usual layout) and kept reshaped to
+/// `(cout, cin·k·k)` for the matmul.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    w: Tensor,
+    b: Tensor,
+    k: usize,
+    cout: usize,
+}
+
+impl Conv {
+    /// Creates or loads the layer under `vb` (`weight`, `bias`).
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Self> {
+        let fan_in = (cin * k * k) as f64;
+        let w = vb.get_with_hints(
+            (cout, cin, k, k),
+            "weight",
+            Init::Randn { mean: 0.0, stdev: (1.0 / fan_in).sqrt() },
+        )?;
+        let b = vb.get_with_hints(cout, "bias", Init::Const(0.0))?;
+        Ok(Self { w: w.reshape((cout, cin * k * k))?, b, k, cout })
+    }
+
+    /// `x`: `(B, cin, H, W)` → `(B, cout, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let cols = if self.k == 1 {
+            x.reshape((b, c, h * w))?
+        } else {
+            let p = self.k / 2;
+            let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+            let mut taps = Vec::with_capacity(self.k * self.k);
+            for dy in 0..self.k {
+                for dx in 0..self.k {
+                    taps.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
+                }
+            }
+            // (B, C, k·k, H, W): channel-major, matching the (cout, cin, ky, kx) weight layout.
+            Tensor::stack(&taps, 2)?.reshape((b, c * self.k * self.k, h * w))?
+        };
+        let y = self.w.broadcast_matmul(&cols)?;
+        let y = y.broadcast_add(&self.b.reshape((1, self.cout, 1))?)?;
+        y.reshape((b, self.cout, h, w))
+    }
+}
+
+/// Generalized divisive normalization (Ballé et al.): `y = x / sqrt(β + Γ x²)`, or its
+/// inverse `y = x · sqrt(β + Γ x²)`. β and Γ are kept non-negative by squaring the stored
+/// parameters.
+#[derive(Clone, Debug)]
+pub struct Gdn {
+    beta: Tensor,
+    gamma: Tensor,
+    inverse: bool,
+    c: usize,
+}
+
+impl Gdn {
+    /// Creates or loads the layer under `vb` (`beta`, `gamma`).
+    pub fn new(vb: VarBuilder, c: usize, inverse: bool) -> Result<Self> {
+        let beta = vb.get_with_hints(c, "beta", Init::Const(1.0))?;
+        // A fresh VarMap starts Γ at zero; the trainer resets it to 0.1·I (see `train::init`).
+        let gamma = vb.get_with_hints((c, c), "gamma", Init::Const(0.0))?;
+        Ok(Self { beta, gamma, inverse, c })
+    }
+
+    /// `x`: `(B, C, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let flat = x.reshape((b, c, h * w))?;
+        let gamma = self.gamma.sqr()?;
+        let beta = (self.beta.sqr()? + 1e-6)?.reshape((1, self.c, 1))?;
+        let norm = gamma.broadcast_matmul(&flat.sqr()?)?.broadcast_add(&beta)?.sqrt()?;
+        let y = if self.inverse { (flat * norm)? } else { (flat / norm)? };
+        y.reshape((b, c, h, w))
+    }
+}
+
+/// `(B, C, H, W)` → `(B, C·r², H/r, W/r)` (pixel unshuffle).
+pub fn space_to_depth(x: &Tensor, r: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    x.reshape((b, c, h / r, r, w / r, r))?
+        .permute((0, 1, 3, 5, 2, 4))?
+        .contiguous()?
+        .reshape((b, c * r * r, h / r, w / r))
+}
+
+/// `(B, C·r², H, W)` → `(B, C, H·r, W·r)` (pixel shuffle); inverse of [`space_to_depth`].
+pub fn depth_to_space(x: &Tensor, r: usize) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let co = c / (r * r);
+    x.reshape((b, co, r, r, h, w))?
+        .permute((0, 1, 4, 2, 5, 3))?
+        .contiguous()?
+        .reshape((b, co, h * r, w * r))
+}
+
+/// Sum over every dimension but the first: `(B, ...)` → `(B,)`.
+pub fn sum_per_item(x: &Tensor) -> Result<Tensor> {
+    let b = x.dim(0)?;
+    x.reshape((b, ()))?.sum(D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn shuffles_are_inverse() -> Result<()> {
+        let x = Tensor::arange(0f32, 2.0 * 3.0 * 4.0 * 6.0, &Device::Cpu)?.reshape((2, 3, 4, 6))?;
+        let y = depth_to_space(&space_to_depth(&x, 2)?, 2)?;
+        let d = (x - y)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+        assert_eq!(d, 0.0);
+        Ok(())
+    }
+
+    #[test]
+    fn im2col_conv_matches_candle_conv2d() -> Result<()> {
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let conv = Conv::new(vb.pp("c"), 5, 7, 3)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 9, 11), &dev)?;
+        let ours = conv.forward(&x)?;
+        let w = conv.w.reshape((7, 5, 3, 3))?;
+        let theirs = x.conv2d(&w, 1, 1, 1, 1)?.broadcast_add(&conv.b.reshape((1, 7, 1, 1))?)?;
+        let d = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-4, "max diff {d}");
+        Ok(())
+    }
+}

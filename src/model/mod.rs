@@ -1,0 +1,6 @@
+//! The learned parts: layers, the cw transform with its float entropy-model twin, and the
+//! weights files that carry them.
+
+pub mod cw;
+pub mod layers;
+pub mod weights;

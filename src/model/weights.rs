@@ -1,0 +1,116 @@
+//! Weights files: the float transform tensors (f16 safetensors) plus the integer entropy
+//! tensors (i32), identified by the first 8 bytes of the file's SHA-256.
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use safetensors::{Dtype, SafeTensors};
+use sha2::{Digest, Sha256};
+
+use super::cw::CwModel;
+use crate::entropy::params::IntParams;
+use crate::entropy::tables::{categorical, Categorical, GaussianTables};
+
+/// The default cw weights, embedded at build time (empty when the repository has none yet).
+pub static EMBEDDED_CW: &[u8] = include_bytes!(env!("LIC_EMBEDDED_CW"));
+
+/// Why weights could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WeightsError {
+    /// This binary was built without default weights.
+    #[error("this lic binary has no embedded weights; pass --weights PATH")]
+    NotEmbedded,
+    /// The file is not a valid safetensors file.
+    #[error("weights file is not valid safetensors: {0}")]
+    Parse(String),
+    /// A tensor is missing or has the wrong shape or type.
+    #[error("weights file is incomplete: {0}")]
+    Tensor(String),
+}
+
+/// Loaded cw weights, ready to code.
+pub struct CwWeights {
+    /// The float transforms.
+    pub model: CwModel,
+    /// The integer entropy parameters.
+    pub int: IntParams,
+    /// The Gaussian tables.
+    pub gauss: GaussianTables,
+    /// Importance-map models, one per context.
+    pub map_models: Vec<Categorical>,
+    /// Importance-map frequencies, one row per context.
+    pub map_freqs: Vec<Vec<u32>>,
+    /// First 8 bytes of the SHA-256 of the file.
+    pub id: [u8; 8],
+}
+
+/// The identifier of a weights file: the first 8 bytes of its SHA-256.
+pub fn weights_id(bytes: &[u8]) -> [u8; 8] {
+    let d = Sha256::digest(bytes);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    id
+}
+
+/// Hex form of a weights id.
+pub fn id_hex(id: &[u8; 8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
+    let t = st.tensor(name).map_err(|_| WeightsError::Tensor(format!("missing {name}")))?;
+    if t.dtype() != Dtype::I32 {
+        return Err(WeightsError::Tensor(format!("{name} is not i32")));
+    }
+    Ok(t.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+/// Reads the integer entropy tensors of a weights file.
+pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Parse(e.to_string()))?;
+    let shifts = read_i32(&st, "int.shifts")?;
+    if shifts.len() != 2 || shifts.iter().any(|&s| s < 0) {
+        return Err(WeightsError::Tensor("int.shifts must hold two non-negative values".into()));
+    }
+    let p = IntParams {
+        base: read_i32(&st, "int.base")?,
+        log_gain: read_i32(&st, "int.log_gain")?,
+        ctx1_w: read_i32(&st, "int.ctx1.w")?,
+        ctx1_b: read_i32(&st, "int.ctx1.b")?,
+        ctx2_w: read_i32(&st, "int.ctx2.w")?,
+        ctx2_b: read_i32(&st, "int.ctx2.b")?,
+        shift1: shifts[0] as u32,
+        shift2: shifts[1] as u32,
+        map_freq: read_i32(&st, "int.map_freq")?.into_iter().map(|v| v.max(0) as u32).collect(),
+    };
+    p.validate().map_err(|e| WeightsError::Tensor(e.into()))?;
+    Ok(p)
+}
+
+impl CwWeights {
+    /// Loads weights from the bytes of a safetensors file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
+        if bytes.is_empty() {
+            return Err(WeightsError::NotEmbedded);
+        }
+        let int = read_int_params(bytes)?;
+        let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
+            .map_err(|e| WeightsError::Parse(e.to_string()))?;
+        let model = CwModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
+        let map_freqs: Vec<Vec<u32>> =
+            int.map_freq.chunks(crate::model::cw::LEVELS).map(|r| r.to_vec()).collect();
+        Ok(Self {
+            model,
+            gauss: GaussianTables::new(),
+            map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
+            map_freqs,
+            int,
+            id: weights_id(bytes),
+        })
+    }
+
+    /// The embedded default weights.
+    pub fn embedded() -> Result<Self, WeightsError> {
+        Self::from_bytes(EMBEDDED_CW)
+    }
+}

@@ -1,0 +1,139 @@
+//! `lic export`: checkpoint → shipped weights file.
+//!
+//! The float transform tensors are stored as f16. The entropy path is converted to integers
+//! (format-spec/README.md §6): scale-index tables in 1/256 steps, the context network with
+//! power-of-two fixed-point weights, and importance-map frequencies counted on training
+//! images (never Kodak).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use super::data::{image_files, load_picture};
+use crate::codec::cw::levels_from_logits;
+use crate::entropy::params::{IntParams, HIDDEN_FRAC_BITS, INDEX_FRAC_BITS, MAP_CONTEXTS};
+use crate::entropy::tables::quantize;
+use crate::model::cw::{CwModel, RatePos, LEVELS, RATE_POINTS, SCALE_COUNT, SCALE_MAX, SCALE_MIN};
+
+/// Width of one scale-index step in ln σ.
+pub fn index_step() -> f64 {
+    (SCALE_MAX.ln() - SCALE_MIN.ln()) / (SCALE_COUNT - 1) as f64
+}
+
+fn to_vec(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+}
+
+/// Largest power-of-two exponent that keeps `max |v| · 2^e` within 13 bits, clamped to `[lo, hi]`.
+fn exponent_for(v: &[f32], lo: u32, hi: u32) -> u32 {
+    let m = v.iter().fold(0f32, |a, &x| a.max(x.abs())) as f64;
+    if m == 0.0 {
+        return hi;
+    }
+    ((8191.0 / m).log2().floor().max(0.0) as u32).clamp(lo, hi)
+}
+
+fn fixed(v: &[f32], scale: f64) -> Vec<i32> {
+    v.iter().map(|&x| (x as f64 * scale).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32).collect()
+}
+
+/// Counts importance-map contexts on up to `max_images` training images at every rate point.
+fn map_frequencies(model: &CwModel, data: &Path, max_images: usize) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    let mut counts = vec![0.5f64; MAP_CONTEXTS * LEVELS];
+    let files = image_files(data)?;
+    let stride = (files.len() / max_images.max(1)).max(1);
+    for f in files.iter().step_by(stride).take(max_images) {
+        let p = load_picture(f)?;
+        let x = super::data::centre_crop(&p, 512, &Device::Cpu)?;
+        let (_, logit) = model.analysis(&x)?;
+        let (_, _, h, w) = logit.dims4()?;
+        let logit: Vec<f32> = logit.flatten_all()?.to_vec1()?;
+        for r in 0..RATE_POINTS {
+            let pos = RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } };
+            let mb: f32 = model.rate_params(pos)?.1.to_scalar()?;
+            let levels = levels_from_logits(&logit, mb);
+            for i in 0..h {
+                for j in 0..w {
+                    let ctx = IntParams::map_context(&levels, w, i, j) as usize;
+                    counts[ctx * LEVELS + levels[i * w + j] as usize] += 1.0;
+                }
+            }
+        }
+    }
+    Ok(counts.chunks(LEVELS).flat_map(quantize).collect())
+}
+
+/// Builds the integer entropy parameters of a model.
+pub fn int_params(vm: &VarMap, model: &CwModel, data: &Path) -> Result<IntParams, Box<dyn std::error::Error>> {
+    let get = |n: &str| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        let d = vm.data().lock().unwrap();
+        Ok(to_vec(d.get(n).ok_or(format!("checkpoint lacks {n}"))?.as_tensor())?)
+    };
+    let step = index_step();
+    let one = (1u64 << INDEX_FRAC_BITS) as f64;
+    let base: Vec<f32> = get("base")?.iter().map(|&b| ((b as f64 - SCALE_MIN.ln()) / step) as f32).collect();
+    let log_gain: Vec<f32> = get("log_gain")?.iter().map(|&g| (g as f64 / step) as f32).collect();
+    let (w1, b1) = (get("ctx1.weight")?, get("ctx1.bias")?);
+    let (w2, b2): (Vec<f32>, Vec<f32>) = (
+        get("ctx2.weight")?.iter().map(|&v| (v as f64 / step) as f32).collect(),
+        get("ctx2.bias")?.iter().map(|&v| (v as f64 / step) as f32).collect(),
+    );
+    let shift1 = exponent_for(&w1, HIDDEN_FRAC_BITS, 24);
+    let shift2 = exponent_for(&w2, INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS), 24);
+    let p = IntParams {
+        base: fixed(&base, one),
+        log_gain: fixed(&log_gain, one),
+        ctx1_w: fixed(&w1, (1u64 << shift1) as f64),
+        ctx1_b: fixed(&b1, (1u64 << shift1) as f64),
+        ctx2_w: fixed(&w2, (1u64 << shift2) as f64),
+        ctx2_b: fixed(&b2, (1u64 << (shift2 + HIDDEN_FRAC_BITS)) as f64),
+        shift1,
+        shift2,
+        map_freq: map_frequencies(model, data, 64)?,
+    };
+    p.validate()?;
+    Ok(p)
+}
+
+/// Writes the shipped weights file from a checkpoint.
+pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut vm = VarMap::new();
+    let model = CwModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    super::load_into(&mut vm, ckpt)?;
+    let int = int_params(&vm, &model, data)?;
+
+    let mut bufs: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let t = var.as_tensor().to_dtype(DType::F16)?;
+        let v: Vec<half::f16> = t.flatten_all()?.to_vec1()?;
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        bufs.insert(name.clone(), (Dtype::F16, t.dims().to_vec(), bytes));
+    }
+    let ints: [(&str, &[i32], Vec<usize>); 6] = [
+        ("int.base", &int.base, vec![int.base.len()]),
+        ("int.log_gain", &int.log_gain, vec![int.log_gain.len()]),
+        ("int.ctx1.w", &int.ctx1_w, vec![int.ctx1_w.len()]),
+        ("int.ctx1.b", &int.ctx1_b, vec![int.ctx1_b.len()]),
+        ("int.ctx2.w", &int.ctx2_w, vec![int.ctx2_w.len()]),
+        ("int.ctx2.b", &int.ctx2_b, vec![int.ctx2_b.len()]),
+    ];
+    for (name, v, shape) in ints {
+        bufs.insert(name.into(), (Dtype::I32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    }
+    let shifts = [int.shift1 as i32, int.shift2 as i32];
+    bufs.insert("int.shifts".into(), (Dtype::I32, vec![2], shifts.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    let mf: Vec<u8> = int.map_freq.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect();
+    bufs.insert("int.map_freq".into(), (Dtype::I32, vec![int.map_freq.len()], mf));
+
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(n, (d, s, b))| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let bytes = safetensors::serialize(views, None)?;
+    std::fs::write(out, bytes)?;
+    Ok(())
+}

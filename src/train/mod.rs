@@ -1,0 +1,182 @@
+//! `lic train`: rate-distortion training of the cw model with candle, and `lic export`,
+//! which turns a checkpoint into a shipped weights file (f16 transforms + the integer
+//! entropy path).
+//!
+//! Each step draws a rate coordinate t uniformly in [0, RATE_POINTS − 1] (so every `-q`
+//! between the trained points is trained too), and minimizes λ(t)·255²·MSE + bpp, with bpp
+//! the float model's estimate of the coded latents.
+
+pub mod data;
+pub mod export;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+
+use crate::model::cw::{CwModel, RatePos, RATE_POINTS};
+use data::Dataset;
+
+/// Settings of a training run.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Folder of training images.
+    pub data: PathBuf,
+    /// Folder for checkpoints and the log.
+    pub out: PathBuf,
+    /// Checkpoint to start from (a checkpoint or a shipped weights file); else `out/ckpt.safetensors` if present.
+    pub init: Option<PathBuf>,
+    /// Stop after this many steps in total.
+    pub steps: usize,
+    /// Stop after this many minutes of this run.
+    pub minutes: f64,
+    /// Crops per step.
+    pub batch: usize,
+    /// Crop side.
+    pub patch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Validate every this many steps.
+    pub val_every: usize,
+    /// Save a checkpoint every this many minutes.
+    pub ckpt_minutes: f64,
+    /// Train on the first CUDA device.
+    pub cuda: bool,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// Sets GDN Γ to 0.1·I in a fresh model (the parameter is squared: √0.1 on the diagonal).
+fn init_fresh(vm: &VarMap, dev: &Device) -> candle_core::Result<()> {
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        if name.ends_with(".gamma") {
+            let c = var.dims()[0];
+            var.set(&(Tensor::eye(c, DType::F32, dev)? * 0.1f64.sqrt())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Step count stored beside a checkpoint.
+fn read_step(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("step.txt")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Saves the variables (f32) and the step count, atomically.
+pub fn save_checkpoint(vm: &VarMap, out: &Path, step: usize) -> candle_core::Result<()> {
+    let tmp = out.join("ckpt.tmp.safetensors");
+    vm.save(&tmp)?;
+    std::fs::rename(&tmp, out.join("ckpt.safetensors"))?;
+    std::fs::write(out.join("step.txt"), format!("{step}\n"))?;
+    Ok(())
+}
+
+/// Validation on the held-out images: mean PSNR and estimated bpp at each rate point.
+pub fn validate(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::Result<Vec<(f64, f64)>> {
+    let mut res = vec![(0.0, 0.0); RATE_POINTS];
+    for p in &ds.val {
+        let x = data::centre_crop(p, 256, dev)?;
+        let pixels = x.elem_count() as f64 / 3.0;
+        for (r, acc) in res.iter_mut().enumerate() {
+            let out = model.train_forward(&x, RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } })?;
+            let xh = (out.x_hat.clamp(0f32, 1f32)? * 255.0)?.round()?;
+            let mse = (xh - (&x * 255.0)?.round()?)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+            acc.0 += 10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10();
+            acc.1 += out.bits.to_scalar::<f32>()? as f64 / pixels;
+        }
+    }
+    let n = ds.val.len().max(1) as f64;
+    Ok(res.into_iter().map(|(p, b)| (p / n, b / n)).collect())
+}
+
+/// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
+pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let dev = if cfg.cuda { Device::new_cuda(0)? } else { Device::Cpu };
+    std::fs::create_dir_all(&cfg.out)?;
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(cfg.out.join("train.log"))?;
+    let ds = Dataset::load(&cfg.data, cfg.patch)?;
+    writeln!(log, "# data {} ({} train, {} val), batch {}, patch {}, lr {}", cfg.data.display(), ds.train.len(), ds.val.len(), cfg.batch, cfg.patch, cfg.lr)?;
+
+    let mut vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    let model = CwModel::new(vb)?;
+    init_fresh(&vm, &dev)?;
+    let resume = cfg.out.join("ckpt.safetensors");
+    let mut step = 0;
+    if let Some(init) = &cfg.init {
+        load_into(&mut vm, init)?;
+        writeln!(log, "# initialised from {}", init.display())?;
+    } else if resume.exists() {
+        vm.load(&resume)?;
+        step = read_step(&cfg.out);
+        writeln!(log, "# resumed from {} at step {step}", resume.display())?;
+    }
+    let params = ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() };
+    let mut opt = AdamW::new(vm.all_vars(), params)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ step as u64);
+
+    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(step as u64);
+    let start = Instant::now();
+    let mut last_ckpt = Instant::now();
+    let (mut acc_loss, mut acc_psnr, mut acc_bpp, mut acc_n) = (0.0, 0.0, 0.0, 0);
+    while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
+        let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
+        let pos = RatePos::from_t(rng.gen_range(0.0..(RATE_POINTS - 1) as f64));
+        let out = model.train_forward(&x, pos)?;
+        let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
+        let bpp = (&out.bits / (cfg.batch * cfg.patch * cfg.patch) as f64)?;
+        let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + &bpp)?;
+        opt.backward_step(&loss)?;
+        step += 1;
+        let mse_v = mse.to_scalar::<f32>()? as f64;
+        acc_loss += loss.to_scalar::<f32>()? as f64;
+        acc_psnr += 10.0 * (1.0 / mse_v.max(1e-10)).log10();
+        acc_bpp += bpp.to_scalar::<f32>()? as f64;
+        acc_n += 1;
+        bar.set_position(step as u64);
+        if step % 50 == 0 {
+            let n = acc_n as f64;
+            let msg = format!("loss {:.4} psnr {:.2} bpp {:.3} kept {:.3}", acc_loss / n, acc_psnr / n, acc_bpp / n, out.kept.to_scalar::<f32>()?);
+            bar.set_message(msg.clone());
+            writeln!(log, "step {step} {msg} t {:.0}s", start.elapsed().as_secs_f64())?;
+            (acc_loss, acc_psnr, acc_bpp, acc_n) = (0.0, 0.0, 0.0, 0);
+        }
+        if step % cfg.val_every == 0 {
+            let v = validate(&model, &ds, &dev)?;
+            let s: Vec<String> = v.iter().map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB")).collect();
+            writeln!(log, "val step {step} {}", s.join(" "))?;
+        }
+        if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
+            save_checkpoint(&vm, &cfg.out, step)?;
+            last_ckpt = Instant::now();
+        }
+    }
+    save_checkpoint(&vm, &cfg.out, step)?;
+    let v = validate(&model, &ds, &dev)?;
+    let s: Vec<String> = v.iter().map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB")).collect();
+    writeln!(log, "val step {step} {} (end of run, {:.0}s)", s.join(" "), start.elapsed().as_secs_f64())?;
+    bar.finish();
+    Ok(())
+}
+
+/// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
+/// variables that exist in `vm`.
+pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let data = vm.data().lock().unwrap();
+    for (name, var) in data.iter() {
+        let view = st.tensor(name).map_err(|_| format!("{} lacks {name}", path.display()))?;
+        let t = candle_core::safetensors::Load::load(&view, var.device())?;
+        var.set(&t.to_dtype(DType::F32)?)?;
+    }
+    Ok(())
+}
