@@ -6,6 +6,8 @@
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use super::im2col::Im2Col;
+
 /// A k×k convolution with stride 1, 'same' zero padding and a bias.
 ///
 /// Weights are stored as `(cout, cin, k, k)` (the usual layout) and kept reshaped to
@@ -34,19 +36,16 @@ impl Conv {
     /// `x`: `(B, cin, H, W)` → `(B, cout, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
+        if !x.device().is_cpu() {
+            // GPUs have fast native convolutions (and no im2col op of ours).
+            let kernel = self.w.reshape((self.cout, c, self.k, self.k))?;
+            let y = x.conv2d(&kernel, self.k / 2, 1, 1, 1)?;
+            return y.broadcast_add(&self.b.reshape((1, self.cout, 1, 1))?);
+        }
         let cols = if self.k == 1 {
             x.reshape((b, c, h * w))?
         } else {
-            let p = self.k / 2;
-            let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-            let mut taps = Vec::with_capacity(self.k * self.k);
-            for dy in 0..self.k {
-                for dx in 0..self.k {
-                    taps.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
-                }
-            }
-            // (B, C, k·k, H, W): channel-major, matching the (cout, cin, ky, kx) weight layout.
-            Tensor::stack(&taps, 2)?.reshape((b, c * self.k * self.k, h * w))?
+            x.contiguous()?.apply_op1(Im2Col { k: self.k })?
         };
         let y = self.w.broadcast_matmul(&cols)?;
         let y = y.broadcast_add(&self.b.reshape((1, self.cout, 1))?)?;

@@ -2,5 +2,6 @@
 //! weights files that carry them.
 
 pub mod cw;
+pub mod im2col;
 pub mod layers;
 pub mod weights;
