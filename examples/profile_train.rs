@@ -24,7 +24,7 @@ fn main() -> candle_core::Result<()> {
         let tb = t.elapsed();
         drop(g);
         let t = Instant::now();
-        let out = model.train_forward(&x, RatePos::from_t(1.5))?;
+        let out = model.train_forward(&x, RatePos::from_t(1.5), true)?;
         let tf = t.elapsed();
         let t = Instant::now();
         let loss = ((&out.x_hat - &x)?.sqr()?.mean_all()? + (out.bits * 1e-6)?)?;

@@ -94,6 +94,15 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Log every N steps.
+        #[arg(long, default_value_t = 50)]
+        log_every: usize,
+        /// Ramp the rate term in over the first N steps.
+        #[arg(long, default_value_t = 2000)]
+        warmup: usize,
+        /// Straight-through rounding in the synthesis input (fine-tuning).
+        #[arg(long)]
+        ste: bool,
     },
     /// Turn a training checkpoint into a shipped weights file.
     #[cfg(feature = "train")]
@@ -191,11 +200,11 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         #[cfg(feature = "train")]
-        Command::Train { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed } => {
+        Command::Train { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed, log_every, warmup, ste } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
             }
-            let cfg = lic::train::TrainConfig { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed };
+            let cfg = lic::train::TrainConfig { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed, log_every, warmup, ste };
             lic::train::train(&cfg).map_err(|e| e.to_string())
         }
         #[cfg(feature = "train")]

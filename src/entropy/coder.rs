@@ -9,7 +9,7 @@ use constriction::stream::model::DefaultUniformModel;
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
-use super::tables::{Categorical, GaussianTables, PRECISION};
+use super::tables::{Categorical, ScaleTables, PRECISION};
 use super::EntropyError;
 
 /// Largest magnitude a latent value may have (the escape code covers up to this).
@@ -19,7 +19,7 @@ const MAX_ESCAPE_BITS: usize = 20;
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    /// A latent value with Gaussian table `table`.
+    /// A latent value with scale table `table`.
     Gauss { table: u8, value: i32 },
     /// A symbol of one of the categorical `side` models (importance map).
     Side { model: u16, symbol: u16 },
@@ -43,7 +43,7 @@ impl SymbolWriter {
         Self::default()
     }
 
-    /// Appends a latent value coded with Gaussian table `table` (`value` is clamped to
+    /// Appends a latent value coded with scale table `table` (`value` is clamped to
     /// ±[`MAX_VALUE`]).
     pub fn gauss(&mut self, table: u8, value: i32) {
         self.ops.push(Op::Gauss { table, value: value.clamp(-MAX_VALUE, MAX_VALUE) });
@@ -64,7 +64,7 @@ impl SymbolWriter {
         self.ops.is_empty()
     }
 
-    fn expand<'a>(op: Op, gauss: &'a GaussianTables, side: &'a [Categorical], out: &mut Vec<Prim<'a>>) {
+    fn expand<'a>(op: Op, gauss: &'a ScaleTables, side: &'a [Categorical], out: &mut Vec<Prim<'a>>) {
         match op {
             Op::Side { model, symbol } => out.push(Prim::Cat(&side[model as usize], symbol as usize)),
             Op::Gauss { table, value } => {
@@ -89,7 +89,7 @@ impl SymbolWriter {
 
     /// The model's own estimate of the stream length in bits: Σ −log2 p over every
     /// primitive symbol, with the quantized tables actually used.
-    pub fn estimated_bits(&self, gauss: &GaussianTables, side: &[Categorical], side_freqs: &[Vec<u32>]) -> f64 {
+    pub fn estimated_bits(&self, gauss: &ScaleTables, side: &[Categorical], side_freqs: &[Vec<u32>]) -> f64 {
         let total = (1u64 << PRECISION) as f64;
         let mut bits = 0.0;
         let mut prims = Vec::new();
@@ -113,7 +113,7 @@ impl SymbolWriter {
     }
 
     /// Writes the stream: little-endian 32-bit words.
-    pub fn finish(&self, gauss: &GaussianTables, side: &[Categorical]) -> Result<Vec<u8>, EntropyError> {
+    pub fn finish(&self, gauss: &ScaleTables, side: &[Categorical]) -> Result<Vec<u8>, EntropyError> {
         let mut coder = DefaultAnsCoder::new();
         let mut prims = Vec::new();
         for &op in self.ops.iter().rev() {
@@ -135,14 +135,14 @@ impl SymbolWriter {
 /// Reads a stream written by [`SymbolWriter::finish`], symbol by symbol, in the same order.
 pub struct SymbolReader<'t> {
     coder: DefaultAnsCoder,
-    gauss: &'t GaussianTables,
+    gauss: &'t ScaleTables,
     side: &'t [Categorical],
 }
 
 impl<'t> SymbolReader<'t> {
     /// Opens a stream. Fails if its length is not a whole number of words or its last word is
     /// zero (which no encoder writes).
-    pub fn new(bytes: &[u8], gauss: &'t GaussianTables, side: &'t [Categorical]) -> Result<Self, EntropyError> {
+    pub fn new(bytes: &[u8], gauss: &'t ScaleTables, side: &'t [Categorical]) -> Result<Self, EntropyError> {
         if bytes.len() % 4 != 0 {
             return Err(EntropyError::Corrupt("stream length is not a multiple of 4 bytes"));
         }
@@ -153,7 +153,7 @@ impl<'t> SymbolReader<'t> {
         Ok(Self { coder, gauss, side })
     }
 
-    /// Reads a latent value coded with Gaussian table `table`.
+    /// Reads a latent value coded with scale table `table`.
     pub fn gauss(&mut self, table: u8) -> Result<i32, EntropyError> {
         let t = table as usize;
         let r = self.gauss.support[t];

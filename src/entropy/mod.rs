@@ -7,7 +7,7 @@ pub mod tables;
 
 pub use coder::{SymbolReader, SymbolWriter};
 pub use params::IntParams;
-pub use tables::GaussianTables;
+pub use tables::ScaleTables;
 
 /// What can go wrong while entropy coding.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

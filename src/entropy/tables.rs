@@ -1,6 +1,6 @@
 //! Quantized probability tables.
 //!
-//! Every table is a list of integer frequencies summing to `1 << PRECISION`. The Gaussian
+//! Every table is a list of integer frequencies summing to `1 << PRECISION`. The Laplace
 //! tables are derived from the scale index alone with `libm` (a pure-software, bit-exact
 //! port of musl's math library) and basic IEEE-754 arithmetic, so every platform builds the
 //! same integers; the importance-map tables are integers stored in the weights file.
@@ -11,8 +11,8 @@ use crate::model::cw::{SCALE_COUNT, SCALE_MAX, SCALE_MIN};
 
 /// Fixed-point precision of every table (frequencies sum to 2^16).
 pub const PRECISION: usize = 16;
-/// Largest half-width of a Gaussian table's support; larger values escape.
-pub const MAX_SUPPORT: i32 = 255;
+/// Largest half-width of a scale table's support; larger values escape.
+pub const MAX_SUPPORT: i32 = 511;
 
 /// A categorical model with 16-bit fixed-point frequencies.
 pub type Categorical = ContiguousCategoricalEntropyModel<u32, Vec<u32>, PRECISION>;
@@ -25,18 +25,28 @@ pub fn scale_of(index: usize) -> f64 {
 
 /// Half-width R of the support of table `i`: symbols −R..=R, then one escape symbol.
 pub fn support_of(index: usize) -> i32 {
-    let r = libm::ceil(6.0 * scale_of(index)) as i32;
+    let r = libm::ceil(8.0 * scale_of(index)) as i32;
     r.clamp(2, MAX_SUPPORT)
 }
 
-/// Integer frequencies of the discretized zero-mean Gaussian of table `index`, in symbol
-/// order −R..=R followed by the escape symbol.
-pub fn gaussian_frequencies(index: usize) -> Vec<u32> {
-    let sigma = scale_of(index);
+/// Integer frequencies of the discretized zero-mean Laplace distribution of table `index`,
+/// in symbol order −R..=R followed by the escape symbol.
+pub fn laplace_frequencies(index: usize) -> Vec<u32> {
+    let b = scale_of(index);
     let r = support_of(index);
-    let cdf = |x: f64| 0.5 * (1.0 + libm::erf(x / (sigma * std::f64::consts::SQRT_2)));
-    let mut p: Vec<f64> = (-r..=r).map(|v| cdf(v as f64 + 0.5) - cdf(v as f64 - 0.5)).collect();
-    p.push(2.0 * (1.0 - cdf(r as f64 + 0.5)));
+    // Upper-tail mass beyond x ≥ 0: ½·e^(−x/b).
+    let tail = |x: f64| 0.5 * libm::exp(-x / b);
+    let mut p: Vec<f64> = (-r..=r)
+        .map(|v| {
+            let a = v.unsigned_abs() as f64;
+            if v == 0 {
+                1.0 - 2.0 * tail(0.5)
+            } else {
+                tail(a - 0.5) - tail(a + 0.5)
+            }
+        })
+        .collect();
+    p.push(2.0 * tail(r as f64 + 0.5));
     quantize(&p)
 }
 
@@ -64,8 +74,8 @@ pub fn categorical(freq: &[u32]) -> Categorical {
         .expect("frequency tables are validated when they are built")
 }
 
-/// The Gaussian tables, indexed by scale index.
-pub struct GaussianTables {
+/// The Laplace tables, indexed by scale index.
+pub struct ScaleTables {
     /// One model per scale index.
     pub models: Vec<Categorical>,
     /// Frequencies, for rate estimates.
@@ -74,10 +84,10 @@ pub struct GaussianTables {
     pub support: Vec<i32>,
 }
 
-impl GaussianTables {
+impl ScaleTables {
     /// Builds all `SCALE_COUNT` tables.
     pub fn new() -> Self {
-        let freqs: Vec<Vec<u32>> = (0..SCALE_COUNT).map(gaussian_frequencies).collect();
+        let freqs: Vec<Vec<u32>> = (0..SCALE_COUNT).map(laplace_frequencies).collect();
         Self {
             models: freqs.iter().map(|f| categorical(f)).collect(),
             support: (0..SCALE_COUNT).map(support_of).collect(),
@@ -86,7 +96,7 @@ impl GaussianTables {
     }
 }
 
-impl Default for GaussianTables {
+impl Default for ScaleTables {
     fn default() -> Self {
         Self::new()
     }
@@ -99,7 +109,7 @@ mod tests {
     #[test]
     fn tables_are_valid_and_unimodal() {
         for i in 0..SCALE_COUNT {
-            let f = gaussian_frequencies(i);
+            let f = laplace_frequencies(i);
             assert_eq!(f.iter().map(|&x| x as u64).sum::<u64>(), 1 << PRECISION);
             assert!(f.iter().all(|&x| x >= 1));
             let r = support_of(i) as usize;
@@ -114,12 +124,12 @@ mod tests {
     #[test]
     fn golden_table_values() {
         // Pinned values: a change here changes the format.
-        let f = gaussian_frequencies(32);
+        let f = laplace_frequencies(32);
         let r = support_of(32) as usize;
         assert_eq!(r, 17);
         assert_eq!(f[r], 9325);
-        assert_eq!(gaussian_frequencies(0), vec![1, 1, 65531, 1, 1, 1]);
-        let moment: u64 = gaussian_frequencies(63).iter().enumerate().map(|(i, &v)| i as u64 * v as u64).sum();
+        assert_eq!(laplace_frequencies(0), vec![1, 1, 65531, 1, 1, 1]);
+        let moment: u64 = laplace_frequencies(63).iter().enumerate().map(|(i, &v)| i as u64 * v as u64).sum();
         assert_eq!(moment, 16712960);
     }
 }

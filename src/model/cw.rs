@@ -7,7 +7,7 @@
 //!                                                                                       ▼
 //!  x̂ ◄─ conv·d2s ◄─ (IGDN·conv·d2s) ×3 ◄─────────────────────────────── ŷ·mask / gain(q)
 //!
-//!  entropy model: ln σ[c] = base[level][c] + ln gain[c](q) (+ ctx(anchor neighbours) off-anchor)
+//!  entropy model (Laplace, scale σ): ln σ[c] = base[level][c] + ln gain[c](q) (+ ctx(anchor neighbours) off-anchor)
 //! ```
 //!
 //! The importance level `l` of a latent position keeps the first `(l + 1)·CH_PER_LEVEL`
@@ -36,7 +36,7 @@ pub const CTX_CLIP: i32 = 15;
 pub const CTX_IN: usize = 8 * M;
 /// Total down-sampling of the transform.
 pub const STRIDE: usize = 16;
-/// Smallest and largest scale of the Gaussian table, and its number of entries.
+/// Smallest and largest scale of the scale table, and its number of entries.
 pub const SCALE_MIN: f64 = 0.11;
 /// See [`SCALE_MIN`].
 pub const SCALE_MAX: f64 = 64.0;
@@ -49,7 +49,6 @@ pub struct CwModel {
     enc: Vec<Conv>,
     enc_gdn: Vec<Gdn>,
     dec: Vec<Conv>,
-    dec_gdn: Vec<Gdn>,
     /// `(RATE_POINTS, M)`: ln of the per-channel gain of each rate point.
     pub log_gain: Tensor,
     /// `(RATE_POINTS,)`: bias added to the importance logit at each rate point.
@@ -115,16 +114,12 @@ impl CwModel {
         let dec_in = [M, 128, 96, 64];
         let dec_out = [128, 96, 64, 3];
         let mut dec = Vec::new();
-        let mut dec_gdn = Vec::new();
         for i in 0..4 {
             dec.push(Conv::new(vb.pp(format!("dec.{i}")), dec_in[i], dec_out[i] * 4, 3)?);
-            if i < 3 {
-                dec_gdn.push(Gdn::new(vb.pp(format!("dec_gdn.{i}")), dec_out[i], true)?);
-            }
         }
         let dev = vb.device().clone();
-        let lg0 = (0.4f64).ln();
-        let lg1 = (3.0f64).ln();
+        let lg0 = (3.0f64).ln();
+        let lg1 = (20.0f64).ln();
         let init_lg: Vec<f32> = (0..RATE_POINTS)
             .flat_map(|r| {
                 let v = lg0 + (lg1 - lg0) * r as f64 / (RATE_POINTS - 1) as f64;
@@ -135,10 +130,10 @@ impl CwModel {
         let init_mb: Vec<f32> =
             (0..RATE_POINTS).map(|r| -2.0 + 4.0 * r as f32 / (RATE_POINTS - 1) as f32).collect();
         let map_bias = get_or_init(&vb, "map_bias", Tensor::from_vec(init_mb, RATE_POINTS, &dev)?)?;
-        let base = vb.get_with_hints((LEVELS, M), "base", Init::Const(0.0))?;
+        let base = vb.get_with_hints((LEVELS, M), "base", Init::Const(-1.0))?;
         let ctx1 = Conv::new(vb.pp("ctx1"), CTX_IN, CTX_HIDDEN, 1)?;
         let ctx2 = Conv::new(vb.pp("ctx2"), CTX_HIDDEN, M, 1)?;
-        Ok(Self { enc, enc_gdn, dec, dec_gdn, log_gain, map_bias, base, ctx1, ctx2, device: dev })
+        Ok(Self { enc, enc_gdn, dec, log_gain, map_bias, base, ctx1, ctx2, device: dev })
     }
 
     /// The device the model lives on.
@@ -165,7 +160,7 @@ impl CwModel {
         for i in 0..4 {
             h = depth_to_space(&self.dec[i].forward(&h)?, 2)?;
             if i < 3 {
-                h = self.dec_gdn[i].forward(&h)?;
+                h = h.relu()?;
             }
         }
         (h * 0.5)? + 0.5
@@ -189,8 +184,10 @@ impl CwModel {
         self.ctx2.forward(&h)
     }
 
-    /// One training pass at rate position `pos`.
-    pub fn train_forward(&self, x: &Tensor, pos: RatePos) -> Result<TrainOutput> {
+    /// One training pass at rate position `pos`. The synthesis sees the rounded latents
+    /// (straight-through gradient) when `ste` is set, else the noisy ones (which always carry
+    /// information, so training starts faster).
+    pub fn train_forward(&self, x: &Tensor, pos: RatePos, ste: bool) -> Result<TrainOutput> {
         let dev = &self.device;
         let (y, logit) = self.analysis(x)?;
         let (b, _, h, w) = y.dims4()?;
@@ -220,9 +217,10 @@ impl CwModel {
         let anchors = yq.clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?.broadcast_mul(&am)?;
         let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
         let log_sigma = (base.broadcast_add(&lg4)? + ctx)?;
-        let bits = (gaussian_bits(&noisy, &log_sigma)? * &mask)?.sum_all()?;
+        let bits = (laplace_bits(&noisy, &log_sigma)? * &mask)?.sum_all()?;
 
-        let x_hat = self.synthesis(&yq.broadcast_div(&lg4.exp()?)?)?;
+        let dec_in = if ste { yq } else { (&noisy * &mask)? };
+        let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
         let kept = mask.mean_all()?;
         Ok(TrainOutput { x_hat, bits, kept })
     }
@@ -272,14 +270,24 @@ pub fn context_features(a: &Tensor) -> Result<Tensor> {
     Tensor::cat(&parts, 1)
 }
 
-/// −log2 of the discretized Gaussian probability of `v` (zero mean, σ = exp(log_sigma)
-/// clamped to the table range): Φ((½ − |v|)/σ) − Φ((−½ − |v|)/σ).
-pub fn gaussian_bits(v: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
-    let sigma = log_sigma.exp()?.clamp(SCALE_MIN as f32, SCALE_MAX as f32)?;
+/// −log2 of the probability of `v` under the zero-mean Laplace distribution of scale
+/// b = exp(log_sigma) (clamped to the table range), integrated over [|v| − ½, |v| + ½].
+///
+/// Computed in the log domain where |v| ≥ ½ (log p = ln ½ − (|v| − ½)/b + ln(1 − e^(−1/b))),
+/// so far-out values keep a gradient instead of underflowing to a clamped zero.
+pub fn laplace_bits(v: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
+    let b = log_sigma.clamp(SCALE_MIN.ln() as f32, SCALE_MAX.ln() as f32)?.exp()?;
     let a = v.abs()?;
-    let inv = (sigma * std::f64::consts::SQRT_2)?.recip()?;
-    let upper = ((0.5 - &a)? * &inv)?.erf()?;
-    let lower = ((-0.5 - &a)? * &inv)?.erf()?;
-    let p = ((upper - lower)? * 0.5)?.clamp(1e-9f32, 1f32)?;
-    p.log()? * (-1.0 / std::f64::consts::LN_2)
+    let inv_b = b.recip()?;
+    // Tail branch (|v| ≥ ½).
+    let a_hi = a.maximum(0.5f32)?;
+    let log_bin = (1.0 - inv_b.neg()?.exp()?)?.log()?;
+    let log_tail = ((((a_hi - 0.5)? * &inv_b)?.neg()? + 0.5f64.ln())? + log_bin)?;
+    // Centre branch (|v| < ½): 1 − ½e^(−(½−|v|)/b) − ½e^(−(½+|v|)/b).
+    let a_lo = a.minimum(0.5f32)?;
+    let e1 = ((0.5 - &a_lo)? * &inv_b)?.neg()?.exp()?;
+    let e2 = ((&a_lo + 0.5)? * &inv_b)?.neg()?.exp()?;
+    let p_centre = (1.0 - ((e1 + e2)? * 0.5)?)?.clamp(1e-9f32, 1f32)?;
+    let log_p = a.ge(0.5f64)?.where_cond(&log_tail, &p_centre.log()?)?;
+    log_p * (-1.0 / std::f64::consts::LN_2)
 }

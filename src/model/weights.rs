@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::cw::CwModel;
 use crate::entropy::params::IntParams;
-use crate::entropy::tables::{categorical, Categorical, GaussianTables};
+use crate::entropy::tables::{categorical, Categorical, ScaleTables};
 
 /// The default cw weights, embedded at build time (empty when the repository has none yet).
 pub static EMBEDDED_CW: &[u8] = include_bytes!(env!("LIC_EMBEDDED_CW"));
@@ -34,8 +34,8 @@ pub struct CwWeights {
     pub model: CwModel,
     /// The integer entropy parameters.
     pub int: IntParams,
-    /// The Gaussian tables.
-    pub gauss: GaussianTables,
+    /// The scale tables.
+    pub gauss: ScaleTables,
     /// Importance-map models, one per context.
     pub map_models: Vec<Categorical>,
     /// Importance-map frequencies, one row per context.
@@ -101,7 +101,7 @@ impl CwWeights {
             int.map_freq.chunks(crate::model::cw::LEVELS).map(|r| r.to_vec()).collect();
         Ok(Self {
             model,
-            gauss: GaussianTables::new(),
+            gauss: ScaleTables::new(),
             map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
             map_freqs,
             int,

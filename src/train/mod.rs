@@ -47,6 +47,14 @@ pub struct TrainConfig {
     pub cuda: bool,
     /// Random seed.
     pub seed: u64,
+    /// Log the running means every this many steps.
+    pub log_every: usize,
+    /// The rate term's weight ramps from 0 to 1 over this many steps (counted from step 0),
+    /// so the transforms learn to carry information before the rate squeezes it.
+    pub warmup: usize,
+    /// Feed the synthesis the rounded latents (straight-through) instead of noisy ones:
+    /// for fine-tuning a trained model to the hard quantizer it is used with.
+    pub ste: bool,
 }
 
 /// Sets GDN Γ to 0.1·I in a fresh model (the parameter is squared: √0.1 on the diagonal).
@@ -81,7 +89,7 @@ pub fn validate(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::Res
         let x = data::centre_crop(p, 256, dev)?;
         let pixels = x.elem_count() as f64 / 3.0;
         for (r, acc) in res.iter_mut().enumerate() {
-            let out = model.train_forward(&x, RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } })?;
+            let out = model.train_forward(&x, RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } }, true)?;
             let xh = (out.x_hat.clamp(0f32, 1f32)? * 255.0)?.round()?;
             let mse = (xh - (&x * 255.0)?.round()?)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
             acc.0 += 10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10();
@@ -114,8 +122,15 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         step = read_step(&cfg.out);
         writeln!(log, "# resumed from {} at step {step}", resume.display())?;
     }
-    let params = ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() };
-    let mut opt = AdamW::new(vm.all_vars(), params)?;
+    // The entropy-model and rate parameters (scales, gains, importance biases, context net)
+    // live in log units and must travel several units early on: they get a 10x learning rate.
+    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let entropy = ["base", "log_gain", "map_bias"].contains(&name.as_str()) || name.starts_with("ctx");
+        if entropy { fast.push(var.clone()) } else { slow.push(var.clone()) }
+    }
+    let mut opt = AdamW::new(slow, ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt_fast = AdamW::new(fast, ParamsAdamW { lr: cfg.lr * 10.0, weight_decay: 0.0, ..Default::default() })?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ step as u64);
 
     let bar = indicatif::ProgressBar::new(cfg.steps as u64);
@@ -130,11 +145,14 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
         let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
         let pos = RatePos::from_t(rng.gen_range(0.0..(RATE_POINTS - 1) as f64));
-        let out = model.train_forward(&x, pos)?;
+        let out = model.train_forward(&x, pos, cfg.ste)?;
         let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
         let bpp = (&out.bits / (cfg.batch * cfg.patch * cfg.patch) as f64)?;
-        let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + &bpp)?;
-        opt.backward_step(&loss)?;
+        let rate_weight = ((step + 1) as f64 / cfg.warmup.max(1) as f64).min(1.0);
+        let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
+        let grads = loss.backward()?;
+        opt.step(&grads)?;
+        opt_fast.step(&grads)?;
         step += 1;
         let mse_v = mse.to_scalar::<f32>()? as f64;
         acc_loss += loss.to_scalar::<f32>()? as f64;
@@ -142,7 +160,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         acc_bpp += bpp.to_scalar::<f32>()? as f64;
         acc_n += 1;
         bar.set_position(step as u64);
-        if step % 50 == 0 {
+        if step % cfg.log_every == 0 {
             let n = acc_n as f64;
             let msg = format!("loss {:.4} psnr {:.2} bpp {:.3} kept {:.3}", acc_loss / n, acc_psnr / n, acc_bpp / n, out.kept.to_scalar::<f32>()?);
             bar.set_message(msg.clone());

@@ -1,0 +1,24 @@
+//! Encode and decode speed of one 768x512 Kodak image with the embedded weights (the targets:
+//! decode ≤ 1.0 s, encode ≤ 1.5 s on the 2-core reference machine).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lic::{Codec, Image};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn bench(c: &mut Criterion) {
+    let codec = Codec::embedded().expect("embedded weights");
+    let img = Image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/kodak-bench/kodak/kodim23.png")).unwrap();
+    let mut g = c.benchmark_group("kodim23-768x512");
+    g.sample_size(10);
+    for q in [0.25f32, 0.75] {
+        let bytes = codec.encode(&img, q).unwrap();
+        g.bench_function(format!("encode q{q}"), |b| b.iter(|| codec.encode(&img, q).unwrap()));
+        g.bench_function(format!("decode q{q}"), |b| b.iter(|| codec.decode(&bytes).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

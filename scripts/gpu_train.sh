@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Trains cw on a lent GPU machine (no Rust toolchain there) for a fixed wall-clock budget.
+#
+# Prepare here:
+#   1. the CUDA binary: see shared notes (CUDA 13.0 from PyPI, link stubs), then
+#      CARGO_TARGET_DIR=target-cuda cargo build --release --features cuda
+#      xz -T2 -6 -c target-cuda/release/lic > gpu-data/lic.xz
+#   2. the data: python3 scripts/pack_crops.py ../shared/data/train gpu-data/crops 3 256 92
+#   3. optionally a starting checkpoint: gpu-data/init.safetensors
+# Run there with carry = [gpu-data]:  bash scripts/gpu_train.sh MINUTES BATCH PATCH LR
+# Checkpoints (every minute) and train.log land in $OUT/cw.
+set -u
+MIN=${1:-8}; BATCH=${2:-16}; PATCH=${3:-256}; LR=${4:-2e-4}
+LIB=$(dirname "$(find / -name 'libcublas.so.13' 2>/dev/null | head -1)")
+export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}"
+nvidia-smi -L
+xz -dc gpu-data/lic.xz > /tmp/lic && chmod +x /tmp/lic
+mkdir -p "$OUT/cw"
+INIT=()
+[ -f gpu-data/init.safetensors ] && INIT=(--init gpu-data/init.safetensors)
+/tmp/lic train --cuda --data gpu-data/crops --out "$OUT/cw" "${INIT[@]}" --minutes "$MIN" \
+  --batch "$BATCH" --patch "$PATCH" --lr "$LR" --ckpt-minutes 1 --val-every 2000 --warmup 1000 --log-every 100 2>&1 | tr '\r' '\n' | tail -5
+cat "$OUT/cw/train.log"
