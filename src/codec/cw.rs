@@ -108,7 +108,7 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
             if c < kept(lat.levels[p]) {
-                wr.gauss(int.scale_index(lat.levels[p] as usize, c, gain[c], 0), values[c * n + p]);
+                wr.latent(int.scale_index(lat.levels[p] as usize, c, gain[c], 0), values[c * n + p]);
             }
         }
     }
@@ -117,7 +117,7 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
             if c < kept(lat.levels[p]) {
                 let idx = int.scale_index(lat.levels[p] as usize, c, gain[c], ctx[c * n + p]);
-                wr.gauss(idx, values[c * n + p]);
+                wr.latent(idx, values[c * n + p]);
             }
         }
     }
@@ -133,7 +133,7 @@ fn clamp_values(v: &[i32]) -> Vec<i32> {
 pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16: u16) -> Result<Latents, Error> {
     let int = &weights.int;
     let n = h * w;
-    let mut rd = SymbolReader::new(stream, &weights.gauss, &weights.map_models)?;
+    let mut rd = SymbolReader::new(stream, &weights.scales, &weights.map_models)?;
     let mut levels = vec![0u8; n];
     for i in 0..h {
         for j in 0..w {
@@ -145,7 +145,7 @@ pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16:
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
             if c < kept(levels[p]) {
-                values[c * n + p] = rd.gauss(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
+                values[c * n + p] = rd.latent(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
             }
         }
     }
@@ -154,7 +154,7 @@ pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16:
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
             if c < kept(levels[p]) {
                 let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
-                values[c * n + p] = rd.gauss(idx)?;
+                values[c * n + p] = rd.latent(idx)?;
             }
         }
     }

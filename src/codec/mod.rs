@@ -57,8 +57,8 @@ pub fn encode(img: &Image, q: f32, weights: &CwWeights) -> Result<(Vec<u8>, Enco
     let x = cw::to_tensor(&rgb_of(img), w, h, weights.model.device())?;
     let lat = cw::analyze(weights, &x, q16)?;
     let writer = cw::write_symbols(weights, &lat, q16);
-    let stream = writer.finish(&weights.gauss, &weights.map_models)?;
-    let estimated_bits = writer.estimated_bits(&weights.gauss, &weights.map_models, &weights.map_freqs);
+    let stream = writer.finish(&weights.scales, &weights.map_models)?;
+    let estimated_bits = writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
 
     let header = Header {
         width: img.width,

@@ -20,7 +20,7 @@ const MAX_ESCAPE_BITS: usize = 20;
 #[derive(Clone, Copy, Debug)]
 enum Op {
     /// A latent value with scale table `table`.
-    Gauss { table: u8, value: i32 },
+    Latent { table: u8, value: i32 },
     /// A symbol of one of the categorical `side` models (importance map).
     Side { model: u16, symbol: u16 },
 }
@@ -45,8 +45,8 @@ impl SymbolWriter {
 
     /// Appends a latent value coded with scale table `table` (`value` is clamped to
     /// ±[`MAX_VALUE`]).
-    pub fn gauss(&mut self, table: u8, value: i32) {
-        self.ops.push(Op::Gauss { table, value: value.clamp(-MAX_VALUE, MAX_VALUE) });
+    pub fn latent(&mut self, table: u8, value: i32) {
+        self.ops.push(Op::Latent { table, value: value.clamp(-MAX_VALUE, MAX_VALUE) });
     }
 
     /// Appends `symbol` coded with side model `model`.
@@ -64,13 +64,13 @@ impl SymbolWriter {
         self.ops.is_empty()
     }
 
-    fn expand<'a>(op: Op, gauss: &'a ScaleTables, side: &'a [Categorical], out: &mut Vec<Prim<'a>>) {
+    fn expand<'a>(op: Op, scales: &'a ScaleTables, side: &'a [Categorical], out: &mut Vec<Prim<'a>>) {
         match op {
             Op::Side { model, symbol } => out.push(Prim::Cat(&side[model as usize], symbol as usize)),
-            Op::Gauss { table, value } => {
+            Op::Latent { table, value } => {
                 let t = table as usize;
-                let r = gauss.support[t];
-                let model = &gauss.models[t];
+                let r = scales.support[t];
+                let model = &scales.models[t];
                 if value.abs() <= r {
                     out.push(Prim::Cat(model, (value + r) as usize));
                 } else {
@@ -89,17 +89,17 @@ impl SymbolWriter {
 
     /// The model's own estimate of the stream length in bits: Σ −log2 p over every
     /// primitive symbol, with the quantized tables actually used.
-    pub fn estimated_bits(&self, gauss: &ScaleTables, side: &[Categorical], side_freqs: &[Vec<u32>]) -> f64 {
+    pub fn estimated_bits(&self, scales: &ScaleTables, side: &[Categorical], side_freqs: &[Vec<u32>]) -> f64 {
         let total = (1u64 << PRECISION) as f64;
         let mut bits = 0.0;
         let mut prims = Vec::new();
         for &op in &self.ops {
             prims.clear();
-            Self::expand(op, gauss, side, &mut prims);
+            Self::expand(op, scales, side, &mut prims);
             for (k, p) in prims.iter().enumerate() {
                 bits += match (p, op) {
-                    (Prim::Cat(_, s), Op::Gauss { table, .. }) if k == 0 => {
-                        -(gauss.freqs[table as usize][*s] as f64 / total).log2()
+                    (Prim::Cat(_, s), Op::Latent { table, .. }) if k == 0 => {
+                        -(scales.freqs[table as usize][*s] as f64 / total).log2()
                     }
                     (Prim::Cat(_, s), Op::Side { model, .. }) => {
                         -(side_freqs[model as usize][*s] as f64 / total).log2()
@@ -113,12 +113,12 @@ impl SymbolWriter {
     }
 
     /// Writes the stream: little-endian 32-bit words.
-    pub fn finish(&self, gauss: &ScaleTables, side: &[Categorical]) -> Result<Vec<u8>, EntropyError> {
+    pub fn finish(&self, scales: &ScaleTables, side: &[Categorical]) -> Result<Vec<u8>, EntropyError> {
         let mut coder = DefaultAnsCoder::new();
         let mut prims = Vec::new();
         for &op in self.ops.iter().rev() {
             prims.clear();
-            Self::expand(op, gauss, side, &mut prims);
+            Self::expand(op, scales, side, &mut prims);
             for p in prims.iter().rev() {
                 match p {
                     Prim::Cat(m, s) => coder.encode_symbol(*s, *m),
@@ -135,14 +135,14 @@ impl SymbolWriter {
 /// Reads a stream written by [`SymbolWriter::finish`], symbol by symbol, in the same order.
 pub struct SymbolReader<'t> {
     coder: DefaultAnsCoder,
-    gauss: &'t ScaleTables,
+    scales: &'t ScaleTables,
     side: &'t [Categorical],
 }
 
 impl<'t> SymbolReader<'t> {
     /// Opens a stream. Fails if its length is not a whole number of words or its last word is
     /// zero (which no encoder writes).
-    pub fn new(bytes: &[u8], gauss: &'t ScaleTables, side: &'t [Categorical]) -> Result<Self, EntropyError> {
+    pub fn new(bytes: &[u8], scales: &'t ScaleTables, side: &'t [Categorical]) -> Result<Self, EntropyError> {
         if bytes.len() % 4 != 0 {
             return Err(EntropyError::Corrupt("stream length is not a multiple of 4 bytes"));
         }
@@ -150,14 +150,14 @@ impl<'t> SymbolReader<'t> {
             bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let coder = DefaultAnsCoder::from_compressed(words)
             .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))?;
-        Ok(Self { coder, gauss, side })
+        Ok(Self { coder, scales, side })
     }
 
     /// Reads a latent value coded with scale table `table`.
-    pub fn gauss(&mut self, table: u8) -> Result<i32, EntropyError> {
+    pub fn latent(&mut self, table: u8) -> Result<i32, EntropyError> {
         let t = table as usize;
-        let r = self.gauss.support[t];
-        let s = self.cat(&self.gauss.models[t])? as i32;
+        let r = self.scales.support[t];
+        let s = self.cat(&self.scales.models[t])? as i32;
         if s <= 2 * r {
             return Ok(s - r);
         }

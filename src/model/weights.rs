@@ -35,7 +35,7 @@ pub struct CwWeights {
     /// The integer entropy parameters.
     pub int: IntParams,
     /// The scale tables.
-    pub gauss: ScaleTables,
+    pub scales: ScaleTables,
     /// Importance-map models, one per context.
     pub map_models: Vec<Categorical>,
     /// Importance-map frequencies, one row per context.
@@ -101,7 +101,7 @@ impl CwWeights {
             int.map_freq.chunks(crate::model::cw::LEVELS).map(|r| r.to_vec()).collect();
         Ok(Self {
             model,
-            gauss: ScaleTables::new(),
+            scales: ScaleTables::new(),
             map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
             map_freqs,
             int,
