@@ -23,8 +23,8 @@ fn main() -> candle_core::Result<()> {
     let mut opt = AdamW::new(vm.all_vars(), ParamsAdamW { lr: std::env::var("LR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-3), weight_decay: 0.0, ..Default::default() })?;
     let ds = lic::train::data::Dataset::load(std::path::Path::new(&std::env::var("DATA").unwrap_or("/tmp/one".into())), 64).unwrap();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
-    for step in 0..150 {
-        let x = if std::env::var("RANDOM").is_ok() { ds.batch(&mut rng, 1, 64, &dev)? } else { x.clone() };
+    for step in 0..std::env::var("STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(150) {
+        let x = if std::env::var("RANDOM").is_ok() { ds.batch(&mut rng, 8, 64, &dev)? } else { x.clone() };
         let mode = std::env::var("MODE").unwrap_or_default();
         let (y, _) = model.analysis(&x)?;
         let (mse, extra) = if mode == "ae" {
@@ -39,8 +39,8 @@ fn main() -> candle_core::Result<()> {
             (((&mse * 6500.0)? + (bpp * rate_w)?)?, b)
         };
         opt.backward_step(&mse)?;
-        if step % 10 == 0 { println!("extra bpp {extra:.3}"); }
-        if step % 10 == 0 {
+        
+        if step % 50 == 49 {
             let m = mse.to_scalar::<f32>()?;
             println!("step {step} mse {m:.5} psnr {:.2} |y| {:.4}", -10.0 * m.log10(), y.abs()?.mean_all()?.to_scalar::<f32>()?);
         }
