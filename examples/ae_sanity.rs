@@ -42,7 +42,7 @@ fn main() -> candle_core::Result<()> {
         
         if step % 50 == 49 {
             let m = mse.to_scalar::<f32>()?;
-            println!("step {step} mse {m:.5} psnr {:.2} |y| {:.4}", -10.0 * m.log10(), y.abs()?.mean_all()?.to_scalar::<f32>()?);
+            println!("step {step} loss {m:.5} psnr {:.2} |y| {:.4} bpp {extra:.3}", -10.0 * (m / if mode == "ae" { 1.0 } else { 6500.0 }).log10(), y.abs()?.mean_all()?.to_scalar::<f32>()?);
         }
     }
     Ok(())

@@ -253,47 +253,14 @@ impl<'a> Container<'a> {
     /// [`MAX_CHUNK_LEN`], every CRC, HEAD first, DONE last, nothing after DONE. Nothing is
     /// allocated from a length read in the file.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
-        if bytes.len() < SIGNATURE.len() {
-            return Err(if SIGNATURE.starts_with(bytes) {
-                FormatError::Truncated("the signature")
-            } else {
-                FormatError::BadSignature
-            });
-        }
-        if bytes[..8] != SIGNATURE {
-            return Err(FormatError::BadSignature);
-        }
+        check_signature(bytes)?;
         let mut pos = 8;
         let mut header = None;
         let mut chunks = Vec::new();
         loop {
-            if bytes.len() - pos < 8 {
-                return Err(FormatError::Truncated("a chunk header"));
-            }
-            let len = BigEndian::read_u32(&bytes[pos..pos + 4]);
-            let mut kind = [0u8; 4];
-            kind.copy_from_slice(&bytes[pos + 4..pos + 8]);
-            let name = String::from_utf8_lossy(&kind).into_owned();
-            if !kind.iter().all(|b| b.is_ascii_alphabetic()) {
-                return Err(FormatError::Invalid { section: "3", what: "chunk type is not four letters" });
-            }
-            if len > MAX_CHUNK_LEN {
-                return Err(FormatError::TooLong(name));
-            }
-            let len = len as usize;
-            if bytes.len() - pos - 8 < len + 4 {
-                return Err(FormatError::Truncated("a chunk"));
-            }
-            let data = &bytes[pos + 8..pos + 8 + len];
-            let stored = BigEndian::read_u32(&bytes[pos + 8 + len..pos + 12 + len]);
-            let mut h = crc32fast::Hasher::new();
-            h.update(&kind);
-            h.update(data);
-            if h.finalize() != stored {
-                return Err(FormatError::Crc(name));
-            }
-            pos += CHUNK_OVERHEAD + len;
-            let chunk = Chunk { kind, data };
+            let (chunk, next) = read_chunk(bytes, pos)?;
+            pos = next;
+            let (kind, data) = (chunk.kind, chunk.data);
             if header.is_none() {
                 if kind != types::HEAD {
                     return Err(FormatError::Structure("the first chunk must be HEAD"));
@@ -310,7 +277,7 @@ impl<'a> Container<'a> {
                     break;
                 }
                 types::CWLT | types::ALPH => chunks.push(chunk),
-                _ if chunk.is_critical() => return Err(FormatError::UnknownCritical(name)),
+                _ if chunk.is_critical() => return Err(FormatError::UnknownCritical(chunk.name())),
                 _ => chunks.push(chunk),
             }
         }
@@ -329,31 +296,57 @@ impl<'a> Container<'a> {
     }
 }
 
-/// Reads only the header of a file: checks the signature and the HEAD chunk's CRC.
-pub fn read_header(bytes: &[u8]) -> Result<Header, FormatError> {
-    if bytes.len() < 8 {
-        return Err(if SIGNATURE.starts_with(bytes) { FormatError::Truncated("the signature") } else { FormatError::BadSignature });
+/// Reads and checks the chunk at `pos` (8 header bytes, type letters, length limit, length
+/// against the bytes present, CRC) and returns it with the position after it.
+fn read_chunk(bytes: &[u8], pos: usize) -> Result<(Chunk<'_>, usize), FormatError> {
+    if bytes.len() - pos < 8 {
+        return Err(FormatError::Truncated("a chunk header"));
+    }
+    let len = BigEndian::read_u32(&bytes[pos..pos + 4]);
+    let mut kind = [0u8; 4];
+    kind.copy_from_slice(&bytes[pos + 4..pos + 8]);
+    if !kind.iter().all(|b| b.is_ascii_alphabetic()) {
+        return Err(FormatError::Invalid { section: "3", what: "chunk type is not four letters" });
+    }
+    let chunk_name = || String::from_utf8_lossy(&kind).into_owned();
+    if len > MAX_CHUNK_LEN {
+        return Err(FormatError::TooLong(chunk_name()));
+    }
+    let len = len as usize;
+    if bytes.len() - pos - 8 < len + 4 {
+        return Err(FormatError::Truncated("a chunk"));
+    }
+    let data = &bytes[pos + 8..pos + 8 + len];
+    let stored = BigEndian::read_u32(&bytes[pos + 8 + len..pos + 12 + len]);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&kind);
+    h.update(data);
+    if h.finalize() != stored {
+        return Err(FormatError::Crc(chunk_name()));
+    }
+    Ok((Chunk { kind, data }, pos + CHUNK_OVERHEAD + len))
+}
+
+fn check_signature(bytes: &[u8]) -> Result<(), FormatError> {
+    if bytes.len() < SIGNATURE.len() {
+        return Err(if SIGNATURE.starts_with(bytes) {
+            FormatError::Truncated("the signature")
+        } else {
+            FormatError::BadSignature
+        });
     }
     if bytes[..8] != SIGNATURE {
         return Err(FormatError::BadSignature);
     }
-    if bytes.len() < 8 + CHUNK_OVERHEAD + HEAD_LEN {
-        return Err(FormatError::Truncated("the HEAD chunk"));
-    }
-    let len = BigEndian::read_u32(&bytes[8..12]) as usize;
-    if bytes[12..16] != types::HEAD {
+    Ok(())
+}
+
+/// Reads only the header of a file: checks the signature and the HEAD chunk (with its CRC).
+pub fn read_header(bytes: &[u8]) -> Result<Header, FormatError> {
+    check_signature(bytes)?;
+    let (chunk, _) = read_chunk(bytes, 8)?;
+    if chunk.kind != types::HEAD {
         return Err(FormatError::Structure("the first chunk must be HEAD"));
     }
-    if len != HEAD_LEN {
-        return Err(FormatError::Invalid { section: "4.1", what: "HEAD has the wrong length" });
-    }
-    let data = &bytes[16..16 + HEAD_LEN];
-    let stored = BigEndian::read_u32(&bytes[16 + HEAD_LEN..20 + HEAD_LEN]);
-    let mut h = crc32fast::Hasher::new();
-    h.update(&types::HEAD);
-    h.update(data);
-    if h.finalize() != stored {
-        return Err(FormatError::Crc("HEAD".into()));
-    }
-    Header::parse(data)
+    Header::parse(chunk.data)
 }
