@@ -9,13 +9,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
     let codec = Codec::embedded().expect("embedded weights");
-    let img = Image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/kodak-bench/kodak/kodim23.png")).unwrap();
+    let img = Image::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kodak-bench/kodak/kodim23.png"
+    ))
+    .unwrap();
     let mut g = c.benchmark_group("kodim23-768x512");
     g.sample_size(10);
     for q in [0.25f32, 0.75] {
         let bytes = codec.encode(&img, q).unwrap();
-        g.bench_function(format!("encode q{q}"), |b| b.iter(|| codec.encode(&img, q).unwrap()));
-        g.bench_function(format!("decode q{q}"), |b| b.iter(|| codec.decode(&bytes).unwrap()));
+        g.bench_function(format!("encode q{q}"), |b| {
+            b.iter(|| codec.encode(&img, q).unwrap())
+        });
+        g.bench_function(format!("decode q{q}"), |b| {
+            b.iter(|| codec.decode(&bytes).unwrap())
+        });
     }
     g.finish();
 }

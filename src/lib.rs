@@ -58,7 +58,9 @@ pub enum Error {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     /// The quality is outside [0, 1].
-    #[error("quality {0} is out of range: -q takes a value from 0 (smallest file) to 1 (best picture)")]
+    #[error(
+        "quality {0} is out of range: -q takes a value from 0 (smallest file) to 1 (best picture)"
+    )]
     Quality(f32),
     /// The image exceeds the decoder's limits.
     #[error("image of {width}x{height} exceeds the limits ({what})")]
@@ -105,10 +107,19 @@ impl Image {
             return Err(Error::Input("image has no pixels".into()));
         }
         if self.width > container::MAX_DIMENSION || self.height > container::MAX_DIMENSION {
-            return Err(Error::Limits { width: self.width, height: self.height, what: "at most 65536 pixels a side" });
+            return Err(Error::Limits {
+                width: self.width,
+                height: self.height,
+                what: "at most 65536 pixels a side",
+            });
         }
         if self.data.len() as u64 != need {
-            return Err(Error::Input(format!("{} samples for a {}x{} image", self.data.len(), self.width, self.height)));
+            return Err(Error::Input(format!(
+                "{} samples for a {}x{} image",
+                self.data.len(),
+                self.width,
+                self.height
+            )));
         }
         Ok(())
     }
@@ -116,13 +127,21 @@ impl Image {
     /// Reads any format the `image` crate decodes. 16-bit images are reduced to 8 bits
     /// (`lossy_depth` tells the caller, who may warn).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Ok(Self::from_dynamic(image::open(path.as_ref()).map_err(|e| Error::Input(e.to_string()))?).0)
+        Ok(
+            Self::from_dynamic(
+                image::open(path.as_ref()).map_err(|e| Error::Input(e.to_string()))?,
+            )
+            .0,
+        )
     }
 
     /// Converts an `image` crate image; the flag is true when the depth was reduced.
     pub fn from_dynamic(img: image::DynamicImage) -> (Self, bool) {
         use image::DynamicImage as D;
-        let reduced = !matches!(img, D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageRgb8(_) | D::ImageRgba8(_));
+        let reduced = !matches!(
+            img,
+            D::ImageLuma8(_) | D::ImageLumaA8(_) | D::ImageRgb8(_) | D::ImageRgba8(_)
+        );
         let (width, height) = (img.width(), img.height());
         let has_alpha = img.color().has_alpha();
         let gray = !img.color().has_color();
@@ -132,7 +151,15 @@ impl Image {
             (false, false) => (ColorType::Rgb, img.into_rgb8().into_raw()),
             (false, true) => (ColorType::Rgba, img.into_rgba8().into_raw()),
         };
-        (Self { width, height, color, data }, reduced)
+        (
+            Self {
+                width,
+                height,
+                color,
+                data,
+            },
+            reduced,
+        )
     }
 
     /// Converts to an `image` crate image.
@@ -141,7 +168,9 @@ impl Image {
         let (w, h, d) = (self.width, self.height, self.data.clone());
         match self.color {
             ColorType::Gray => D::ImageLuma8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
-            ColorType::GrayAlpha => D::ImageLumaA8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
+            ColorType::GrayAlpha => {
+                D::ImageLumaA8(ImageBuffer::from_raw(w, h, d).expect("checked size"))
+            }
             ColorType::Rgb => D::ImageRgb8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
             ColorType::Rgba => D::ImageRgba8(ImageBuffer::from_raw(w, h, d).expect("checked size")),
         }
@@ -161,13 +190,23 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_width: 16384, max_height: 16384, max_pixels: 64 << 20 }
+        Self {
+            max_width: 16384,
+            max_height: 16384,
+            max_pixels: 64 << 20,
+        }
     }
 }
 
 impl Limits {
     fn check(&self, width: u32, height: u32) -> Result<(), Error> {
-        let err = |what| Err(Error::Limits { width, height, what });
+        let err = |what| {
+            Err(Error::Limits {
+                width,
+                height,
+                what,
+            })
+        };
         if width > self.max_width {
             return err("width");
         }
@@ -204,7 +243,11 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
     let c = container::Container::parse(bytes)?;
     Ok(Info {
         header: c.header.clone(),
-        chunks: c.chunks.iter().map(|ch| (ch.name(), ch.data.len())).collect(),
+        chunks: c
+            .chunks
+            .iter()
+            .map(|ch| (ch.name(), ch.data.len()))
+            .collect(),
         file_bytes: c.file_len,
     })
 }
@@ -218,13 +261,19 @@ pub struct Codec {
 impl Codec {
     /// The codec on the weights embedded in this binary.
     pub fn embedded() -> Result<Self, Error> {
-        Ok(Self { weights: CwWeights::embedded()?, limits: Limits::default() })
+        Ok(Self {
+            weights: CwWeights::embedded()?,
+            limits: Limits::default(),
+        })
     }
 
     /// The codec on a weights file.
     pub fn from_weights_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let bytes = std::fs::read(path)?;
-        Ok(Self { weights: CwWeights::from_bytes(&bytes)?, limits: Limits::default() })
+        Ok(Self {
+            weights: CwWeights::from_bytes(&bytes)?,
+            limits: Limits::default(),
+        })
     }
 
     /// Replaces the decoder limits.

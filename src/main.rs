@@ -31,7 +31,12 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         out_flag: Option<String>,
         /// Quality from 0 (smallest file) to 1 (best picture).
-        #[arg(short = 'q', long = "quality", default_value_t = 0.5, allow_negative_numbers = true)]
+        #[arg(
+            short = 'q',
+            long = "quality",
+            default_value_t = 0.5,
+            allow_negative_numbers = true
+        )]
         quality: f32,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
@@ -122,7 +127,9 @@ enum Command {
 fn read_input(path: &str) -> Result<Vec<u8>, String> {
     if path == "-" {
         let mut v = Vec::new();
-        std::io::stdin().read_to_end(&mut v).map_err(|e| format!("cannot read standard input: {e}"))?;
+        std::io::stdin()
+            .read_to_end(&mut v)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
         Ok(v)
     } else {
         std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))
@@ -131,7 +138,9 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
 
 fn write_output(path: &str, bytes: &[u8]) -> Result<(), String> {
     if path == "-" {
-        std::io::stdout().write_all(bytes).map_err(|e| format!("cannot write standard output: {e}"))
+        std::io::stdout()
+            .write_all(bytes)
+            .map_err(|e| format!("cannot write standard output: {e}"))
     } else {
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
     }
@@ -139,14 +148,17 @@ fn write_output(path: &str, bytes: &[u8]) -> Result<(), String> {
 
 fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
     match weights {
-        Some(p) => Codec::from_weights_file(p).map_err(|e| format!("cannot load weights {}: {e}", p.display())),
+        Some(p) => Codec::from_weights_file(p)
+            .map_err(|e| format!("cannot load weights {}: {e}", p.display())),
         None => Codec::embedded().map_err(|e| e.to_string()),
     }
 }
 
 fn output_name(pos: Option<String>, flag: Option<String>, what: &str) -> Result<String, String> {
     match (pos, flag) {
-        (Some(_), Some(_)) => Err(format!("give the {what} once: either as an argument or with -o")),
+        (Some(_), Some(_)) => Err(format!(
+            "give the {what} once: either as an argument or with -o"
+        )),
         (Some(p), None) | (None, Some(p)) => Ok(p),
         (None, None) => Err(format!("no {what} given")),
     }
@@ -154,33 +166,58 @@ fn output_name(pos: Option<String>, flag: Option<String>, what: &str) -> Result<
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Encode { input, output, out_flag, quality, weights } => {
+        Command::Encode {
+            input,
+            output,
+            out_flag,
+            quality,
+            weights,
+        } => {
             let out = output_name(output, out_flag, "output file")?;
             lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
             let bytes = read_input(&input)?;
-            let dynimg = image::load_from_memory(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
+            let dynimg = image::load_from_memory(&bytes)
+                .map_err(|e| format!("cannot read image {input}: {e}"))?;
             let (img, reduced) = Image::from_dynamic(dynimg);
             if reduced {
-                eprintln!("warning: {input} has more than 8 bits per sample; lic codes it at 8 bits");
+                eprintln!(
+                    "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
+                );
             }
             let codec = codec(&weights)?;
             let lic = codec.encode(&img, quality).map_err(|e| e.to_string())?;
             write_output(&out, &lic)
         }
-        Command::Decode { input, output, out_flag, weights } => {
+        Command::Decode {
+            input,
+            output,
+            out_flag,
+            weights,
+        } => {
             let out = output_name(output, out_flag, "output file")?;
             let bytes = read_input(&input)?;
-            let img = codec(&weights)?.decode(&bytes).map_err(|e| format!("cannot decode {input}: {e}"))?;
+            let img = codec(&weights)?
+                .decode(&bytes)
+                .map_err(|e| format!("cannot decode {input}: {e}"))?;
             let dynimg = img.to_dynamic();
             if out == "-" {
                 let mut buf = std::io::Cursor::new(Vec::new());
-                dynimg.write_to(&mut buf, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+                dynimg
+                    .write_to(&mut buf, image::ImageFormat::Png)
+                    .map_err(|e| e.to_string())?;
                 write_output("-", buf.get_ref())
             } else {
-                let fmt = image::ImageFormat::from_path(&out)
-                    .map_err(|_| format!("cannot tell the image format of {out} from its extension"))?;
-                let dynimg = if fmt == image::ImageFormat::Jpeg { image::DynamicImage::ImageRgb8(dynimg.to_rgb8()) } else { dynimg };
-                dynimg.save_with_format(&out, fmt).map_err(|e| format!("cannot write {out}: {e}"))
+                let fmt = image::ImageFormat::from_path(&out).map_err(|_| {
+                    format!("cannot tell the image format of {out} from its extension")
+                })?;
+                let dynimg = if fmt == image::ImageFormat::Jpeg {
+                    image::DynamicImage::ImageRgb8(dynimg.to_rgb8())
+                } else {
+                    dynimg
+                };
+                dynimg
+                    .save_with_format(&out, fmt)
+                    .map_err(|e| format!("cannot write {out}: {e}"))
             }
         }
         Command::Info { input } => {
@@ -188,8 +225,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let info = lic::info(&bytes).map_err(|e| format!("cannot read {input}: {e}"))?;
             let h = &info.header;
             println!("file:       {input}");
-            println!("size:       {} bytes, {:.4} bpp", info.file_bytes, info.bpp());
-            println!("image:      {}x{} {}", h.width, h.height, lic::codec::color_name(h.color));
+            println!(
+                "size:       {} bytes, {:.4} bpp",
+                info.file_bytes,
+                info.bpp()
+            );
+            println!(
+                "image:      {}x{} {}",
+                h.width,
+                h.height,
+                lic::codec::color_name(h.color)
+            );
             println!("model:      {}", h.model.name());
             println!("weights:    {}", lic::model::weights::id_hex(&h.weights_id));
             println!("quality:    {:.4}", h.quality as f64 / 65535.0);
@@ -200,15 +246,49 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         #[cfg(feature = "train")]
-        Command::Train { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed, log_every, warmup, ste } => {
+        Command::Train {
+            data,
+            out,
+            init,
+            steps,
+            minutes,
+            batch,
+            patch,
+            lr,
+            val_every,
+            ckpt_minutes,
+            cuda,
+            seed,
+            log_every,
+            warmup,
+            ste,
+        } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
             }
-            let cfg = lic::train::TrainConfig { data, out, init, steps, minutes, batch, patch, lr, val_every, ckpt_minutes, cuda, seed, log_every, warmup, ste };
+            let cfg = lic::train::TrainConfig {
+                data,
+                out,
+                init,
+                steps,
+                minutes,
+                batch,
+                patch,
+                lr,
+                val_every,
+                ckpt_minutes,
+                cuda,
+                seed,
+                log_every,
+                warmup,
+                ste,
+            };
             lic::train::train(&cfg).map_err(|e| e.to_string())
         }
         #[cfg(feature = "train")]
-        Command::Export { ckpt, data, out } => lic::train::export::export(&ckpt, &data, &out).map_err(|e| e.to_string()),
+        Command::Export { ckpt, data, out } => {
+            lic::train::export::export(&ckpt, &data, &out).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -6,7 +6,11 @@
 /// PSNR in dB between two equally sized sample buffers (∞ when identical).
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     assert_eq!(a.len(), b.len(), "psnr needs equally sized images");
-    let se: f64 = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum();
+    let se: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
     let mse = se / a.len() as f64;
     if mse == 0.0 {
         f64::INFINITY
@@ -58,7 +62,11 @@ fn ssim_cs(a: &[f64], b: &[f64], w: usize, h: usize) -> (f64, f64) {
     let n = (ow * oh) as f64;
     let (mut ssim, mut cs) = (0.0, 0.0);
     for i in 0..ow * oh {
-        let (va, vb, cov) = (saa[i] - ma[i] * ma[i], sbb[i] - mb[i] * mb[i], sab[i] - ma[i] * mb[i]);
+        let (va, vb, cov) = (
+            saa[i] - ma[i] * ma[i],
+            sbb[i] - mb[i] * mb[i],
+            sab[i] - ma[i] * mb[i],
+        );
         let c = (2.0 * cov + c2) / (va + vb + c2);
         let l = (2.0 * ma[i] * mb[i] + c1) / (ma[i] * ma[i] + mb[i] * mb[i] + c1);
         ssim += l * c;
@@ -72,8 +80,11 @@ fn pool(p: &[f64], w: usize, h: usize) -> (Vec<f64>, usize, usize) {
     let mut out = vec![0.0; ow * oh];
     for y in 0..oh {
         for x in 0..ow {
-            out[y * ow + x] =
-                (p[2 * y * w + 2 * x] + p[2 * y * w + 2 * x + 1] + p[(2 * y + 1) * w + 2 * x] + p[(2 * y + 1) * w + 2 * x + 1]) / 4.0;
+            out[y * ow + x] = (p[2 * y * w + 2 * x]
+                + p[2 * y * w + 2 * x + 1]
+                + p[(2 * y + 1) * w + 2 * x]
+                + p[(2 * y + 1) * w + 2 * x + 1])
+                / 4.0;
         }
     }
     (out, ow, oh)
@@ -123,7 +134,11 @@ mod tests {
         let (w, h) = (192, 176);
         let img: Vec<u8> = (0..w * h * 3).map(|i| ((i * 7919) % 251) as u8).collect();
         assert!((ms_ssim(&img, &img, w, h).unwrap() - 1.0).abs() < 1e-12);
-        let noisy: Vec<u8> = img.iter().enumerate().map(|(i, &v)| v.saturating_add((i % 5) as u8 * 6)).collect();
+        let noisy: Vec<u8> = img
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v.saturating_add((i % 5) as u8 * 6))
+            .collect();
         let s = ms_ssim(&img, &noisy, w, h).unwrap();
         assert!(s < 0.999 && s > 0.5, "ms-ssim {s}");
         assert!(ms_ssim(&img[..30], &img[..30], 2, 5).is_none());

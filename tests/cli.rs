@@ -6,7 +6,9 @@ use predicates::prelude::*;
 use std::path::PathBuf;
 
 fn kodak(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("kodak-bench/kodak").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("kodak-bench/kodak")
+        .join(name)
 }
 
 fn lic() -> Command {
@@ -15,7 +17,9 @@ fn lic() -> Command {
 
 /// A small PNG cut from a Kodak image.
 fn small_png(dir: &std::path::Path) -> PathBuf {
-    let img = image::open(kodak("kodim15.png")).unwrap().crop_imm(300, 100, 160, 128);
+    let img = image::open(kodak("kodim15.png"))
+        .unwrap()
+        .crop_imm(300, 100, 160, 128);
     let p = dir.join("small.png");
     img.save(&p).unwrap();
     p
@@ -26,20 +30,50 @@ fn encode_info_decode() {
     let dir = tempfile::tempdir().unwrap();
     let png = small_png(dir.path());
     let out = dir.path().join("a.lic");
-    lic().args(["encode", png.to_str().unwrap(), "-q", "0.3", out.to_str().unwrap()]).assert().success();
-    lic().args(["info", out.to_str().unwrap()])
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0.3",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    lic()
+        .args(["info", out.to_str().unwrap()])
         .assert()
         .success()
-        .stdout(predicate::str::contains("160x128 RGB").and(predicate::str::contains("CWLT")).and(predicate::str::contains("bpp")));
+        .stdout(
+            predicate::str::contains("160x128 RGB")
+                .and(predicate::str::contains("CWLT"))
+                .and(predicate::str::contains("bpp")),
+        );
     let back = dir.path().join("b.png");
-    lic().args(["decode", out.to_str().unwrap(), back.to_str().unwrap()]).assert().success();
+    lic()
+        .args(["decode", out.to_str().unwrap(), back.to_str().unwrap()])
+        .assert()
+        .success();
     assert_eq!(image::open(&back).unwrap().dimensions_tuple(), (160, 128));
     // -o form and other output formats.
     let o2 = dir.path().join("c.lic");
-    lic().args(["encode", png.to_str().unwrap(), "-q", "0.3", "-o", o2.to_str().unwrap()]).assert().success();
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0.3",
+            "-o",
+            o2.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&o2).unwrap());
     let ppm = dir.path().join("b.ppm");
-    lic().args(["decode", out.to_str().unwrap(), "-o", ppm.to_str().unwrap()]).assert().success();
+    lic()
+        .args(["decode", out.to_str().unwrap(), "-o", ppm.to_str().unwrap()])
+        .assert()
+        .success();
     assert!(image::open(&ppm).is_ok());
 }
 
@@ -56,27 +90,69 @@ impl Dims for image::DynamicImage {
 fn stdin_and_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let png = std::fs::read(small_png(dir.path())).unwrap();
-    let lic_bytes = lic().args(["encode", "-", "-q", "0.5", "-"]).write_stdin(png).assert().success().get_output().stdout.clone();
+    let lic_bytes = lic()
+        .args(["encode", "-", "-q", "0.5", "-"])
+        .write_stdin(png)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     assert_eq!(&lic_bytes[..4], b"\x89LIC");
-    let png_out = lic().args(["decode", "-", "-"]).write_stdin(lic_bytes).assert().success().get_output().stdout.clone();
-    assert_eq!(image::load_from_memory(&png_out).unwrap().dimensions_tuple(), (160, 128));
+    let png_out = lic()
+        .args(["decode", "-", "-"])
+        .write_stdin(lic_bytes)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        image::load_from_memory(&png_out)
+            .unwrap()
+            .dimensions_tuple(),
+        (160, 128)
+    );
 }
 
 #[test]
 fn decoding_is_identical_with_one_and_two_threads() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("k.lic");
-    lic().args(["encode", kodak("kodim20.png").to_str().unwrap(), "-q", "0.4", out.to_str().unwrap()]).assert().success();
+    lic()
+        .args([
+            "encode",
+            kodak("kodim20.png").to_str().unwrap(),
+            "-q",
+            "0.4",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     let mut pixels = Vec::new();
     for threads in ["1", "2"] {
         let p = dir.path().join(format!("d{threads}.ppm"));
-        lic().env("RAYON_NUM_THREADS", threads).args(["decode", out.to_str().unwrap(), p.to_str().unwrap()]).assert().success();
+        lic()
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["decode", out.to_str().unwrap(), p.to_str().unwrap()])
+            .assert()
+            .success();
         pixels.push(std::fs::read(&p).unwrap());
     }
     assert_eq!(pixels[0], pixels[1]);
     // Encoding is deterministic too.
     let again = dir.path().join("k2.lic");
-    lic().env("RAYON_NUM_THREADS", "1").args(["encode", kodak("kodim20.png").to_str().unwrap(), "-q", "0.4", again.to_str().unwrap()]).assert().success();
+    lic()
+        .env("RAYON_NUM_THREADS", "1")
+        .args([
+            "encode",
+            kodak("kodim20.png").to_str().unwrap(),
+            "-q",
+            "0.4",
+            again.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
@@ -85,28 +161,65 @@ fn errors_are_sentences_with_status_1() {
     let dir = tempfile::tempdir().unwrap();
     let png = small_png(dir.path());
     let good = dir.path().join("g.lic");
-    lic().args(["encode", png.to_str().unwrap(), "-q", "0.5", good.to_str().unwrap()]).assert().success();
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0.5",
+            good.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
     let bytes = std::fs::read(&good).unwrap();
 
     // Unreadable input.
-    lic().args(["encode", "/no/such/file.png", "x.lic"]).assert().code(1).stderr(predicate::str::contains("cannot read"));
+    lic()
+        .args(["encode", "/no/such/file.png", "x.lic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot read"));
     let notimg = dir.path().join("not.png");
     std::fs::write(&notimg, b"hello").unwrap();
-    lic().args(["encode", notimg.to_str().unwrap(), "x.lic"]).assert().code(1).stderr(predicate::str::contains("cannot read image"));
+    lic()
+        .args(["encode", notimg.to_str().unwrap(), "x.lic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot read image"));
     // Quality out of range.
-    lic().args(["encode", png.to_str().unwrap(), "-q", "1.5", "x.lic"]).assert().code(1).stderr(predicate::str::contains("out of range"));
-    lic().args(["encode", png.to_str().unwrap(), "-q", "-0.5", "x.lic"]).assert().code(1).stderr(predicate::str::contains("out of range"));
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "1.5", "x.lic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("out of range"));
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "-0.5", "x.lic"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("out of range"));
     // Truncated and corrupt files.
     let t = dir.path().join("t.lic");
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
-    lic().args(["decode", t.to_str().unwrap(), "o.png"]).assert().code(1).stderr(predicate::str::contains("truncated"));
-    lic().args(["info", t.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("truncated"));
+    lic()
+        .args(["decode", t.to_str().unwrap(), "o.png"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("truncated"));
+    lic()
+        .args(["info", t.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("truncated"));
     let mut flipped = bytes.clone();
     let n = flipped.len();
     flipped[n - 30] ^= 1;
     let f = dir.path().join("f.lic");
     std::fs::write(&f, &flipped).unwrap();
-    lic().args(["decode", f.to_str().unwrap(), "o.png"]).assert().code(1).stderr(predicate::str::contains("CRC"));
+    lic()
+        .args(["decode", f.to_str().unwrap(), "o.png"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("CRC"));
     // Wrong weights: a file made with other weights names both ids.
     let mut hd = lic::container::read_header(&bytes).unwrap();
     hd.weights_id = [0xAB; 8];
@@ -115,28 +228,55 @@ fn errors_are_sentences_with_status_1() {
     other.extend_from_slice(&bytes[8 + 12 + lic::container::HEAD_LEN..]);
     let o = dir.path().join("o.lic");
     std::fs::write(&o, &other).unwrap();
-    lic().args(["decode", o.to_str().unwrap(), "o.png"])
+    lic()
+        .args(["decode", o.to_str().unwrap(), "o.png"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("abababababababab").and(predicate::str::contains("needs weights")));
+        .stderr(
+            predicate::str::contains("abababababababab")
+                .and(predicate::str::contains("needs weights")),
+        );
     // A weights file that is not one.
-    lic().args(["decode", good.to_str().unwrap(), "o.png", "--weights", png.to_str().unwrap()])
+    lic()
+        .args([
+            "decode",
+            good.to_str().unwrap(),
+            "o.png",
+            "--weights",
+            png.to_str().unwrap(),
+        ])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("cannot load weights"));
     // No panics anywhere.
-    for a in [["decode", t.to_str().unwrap(), "o.png"], ["decode", f.to_str().unwrap(), "o.png"]] {
-        lic().args(a).assert().stderr(predicate::str::contains("panicked").not());
+    for a in [
+        ["decode", t.to_str().unwrap(), "o.png"],
+        ["decode", f.to_str().unwrap(), "o.png"],
+    ] {
+        lic()
+            .args(a)
+            .assert()
+            .stderr(predicate::str::contains("panicked").not());
     }
 }
 
 #[test]
 fn sixteen_bit_input_warns() {
     let dir = tempfile::tempdir().unwrap();
-    let img = image::open(kodak("kodim03.png")).unwrap().crop_imm(0, 0, 48, 32).into_rgb16();
+    let img = image::open(kodak("kodim03.png"))
+        .unwrap()
+        .crop_imm(0, 0, 48, 32)
+        .into_rgb16();
     let p = dir.path().join("deep.png");
     img.save(&p).unwrap();
-    lic().args(["encode", p.to_str().unwrap(), "-q", "0.5", dir.path().join("d.lic").to_str().unwrap()])
+    lic()
+        .args([
+            "encode",
+            p.to_str().unwrap(),
+            "-q",
+            "0.5",
+            dir.path().join("d.lic").to_str().unwrap(),
+        ])
         .assert()
         .success()
         .stderr(predicate::str::contains("warning").and(predicate::str::contains("8 bits")));

@@ -6,9 +6,16 @@ use lic::{Codec, ColorType, Error, FormatError, Image};
 
 fn kodak_crop(name: &str, x0: u32, y0: u32, w: u32, h: u32) -> Image {
     let path = format!("{}/kodak-bench/kodak/{name}", env!("CARGO_MANIFEST_DIR"));
-    let img = image::open(&path).unwrap_or_else(|e| panic!("{path}: {e}")).into_rgb8();
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .into_rgb8();
     let crop = image::imageops::crop_imm(&img, x0, y0, w, h).to_image();
-    Image { width: w, height: h, color: ColorType::Rgb, data: crop.into_raw() }
+    Image {
+        width: w,
+        height: h,
+        color: ColorType::Rgb,
+        data: crop.into_raw(),
+    }
 }
 
 fn codec() -> Codec {
@@ -23,7 +30,10 @@ fn psnr_and_size_are_monotone_in_quality() {
     for q in [0.0, 0.25, 0.5, 0.75, 1.0] {
         let bytes = codec.encode(&img, q).unwrap();
         let out = codec.decode(&bytes).unwrap();
-        assert_eq!((out.width, out.height, out.color), (img.width, img.height, ColorType::Rgb));
+        assert_eq!(
+            (out.width, out.height, out.color),
+            (img.width, img.height, ColorType::Rgb)
+        );
         let psnr = lic::metrics::psnr(&img.data, &out.data);
         let bpp = bytes.len() as f64 * 8.0 / (256.0 * 192.0);
         eprintln!("q {q}: {bpp:.3} bpp, {psnr:.2} dB");
@@ -47,8 +57,16 @@ fn file_size_matches_the_model_estimate() {
     for q in [0.2, 0.8] {
         let (bytes, st) = codec.encode_with_stats(&img, q).unwrap();
         let real = st.stream_bytes as f64 * 8.0;
-        assert!(real <= st.estimated_bits * 1.01 + 32.0, "q {q}: {real} bits vs estimate {}", st.estimated_bits);
-        assert!(real >= st.estimated_bits * 0.99, "q {q}: {real} bits below estimate {}", st.estimated_bits);
+        assert!(
+            real <= st.estimated_bits * 1.01 + 32.0,
+            "q {q}: {real} bits vs estimate {}",
+            st.estimated_bits
+        );
+        assert!(
+            real >= st.estimated_bits * 0.99,
+            "q {q}: {real} bits below estimate {}",
+            st.estimated_bits
+        );
         assert_eq!(bytes.len(), st.file_bytes);
     }
 }
@@ -59,12 +77,20 @@ fn odd_sizes_and_colour_types_round_trip() {
     for (w, h) in [(1, 1), (17, 33), (65, 7)] {
         let img = kodak_crop("kodim01.png", 10, 10, w, h);
         let out = codec.decode(&codec.encode(&img, 0.6).unwrap()).unwrap();
-        assert_eq!((out.width, out.height, out.data.len()), (w, h, (w * h * 3) as usize));
+        assert_eq!(
+            (out.width, out.height, out.data.len()),
+            (w, h, (w * h * 3) as usize)
+        );
     }
     // Grey stays grey.
     let rgb = kodak_crop("kodim08.png", 100, 100, 64, 48);
     let grey: Vec<u8> = rgb.data.chunks(3).map(|p| p[1]).collect();
-    let gimg = Image { width: 64, height: 48, color: ColorType::Gray, data: grey.clone() };
+    let gimg = Image {
+        width: 64,
+        height: 48,
+        color: ColorType::Gray,
+        data: grey.clone(),
+    };
     let out = codec.decode(&codec.encode(&gimg, 0.9).unwrap()).unwrap();
     assert_eq!(out.color, ColorType::Gray);
     assert!(lic::metrics::psnr(&grey, &out.data) > 25.0);
@@ -75,7 +101,12 @@ fn odd_sizes_and_colour_types_round_trip() {
         rgba.extend_from_slice(p);
         rgba.push(*a);
     }
-    let aimg = Image { width: 64, height: 48, color: ColorType::Rgba, data: rgba };
+    let aimg = Image {
+        width: 64,
+        height: 48,
+        color: ColorType::Rgba,
+        data: rgba,
+    };
     let out = codec.decode(&codec.encode(&aimg, 0.5).unwrap()).unwrap();
     assert_eq!(out.color, ColorType::Rgba);
     let back: Vec<u8> = out.data.chunks(4).map(|p| p[3]).collect();
@@ -90,13 +121,21 @@ fn damaged_files_give_typed_errors() {
     // Truncation anywhere.
     for cut in [0, 4, 8, 20, bytes.len() / 2, bytes.len() - 1] {
         let e = codec.decode(&bytes[..cut]).unwrap_err();
-        assert!(matches!(e, Error::Format(FormatError::Truncated(_)) | Error::Format(FormatError::BadSignature)), "cut {cut}: {e}");
+        assert!(
+            matches!(
+                e,
+                Error::Format(FormatError::Truncated(_)) | Error::Format(FormatError::BadSignature)
+            ),
+            "cut {cut}: {e}"
+        );
     }
     // A flipped bit in the latent stream: CRC error naming CWLT.
     let mut bad = bytes.clone();
     let n = bad.len();
     bad[n - 20] ^= 4;
-    assert!(matches!(codec.decode(&bad).unwrap_err(), Error::Format(FormatError::Crc(c)) if c == "CWLT"));
+    assert!(
+        matches!(codec.decode(&bad).unwrap_err(), Error::Format(FormatError::Crc(c)) if c == "CWLT")
+    );
     // Wrong weights id: says which it needs.
     let mut other = bytes.clone();
     other[8 + 8 + 12] ^= 0xFF; // weights id, first byte (HEAD CRC now wrong too)
@@ -114,6 +153,12 @@ fn damaged_files_give_typed_errors() {
         e => panic!("unexpected {e}"),
     }
     // Quality out of range.
-    assert!(matches!(codec.encode(&img, 1.5).unwrap_err(), Error::Quality(_)));
-    assert!(matches!(codec.encode(&img, -0.1).unwrap_err(), Error::Quality(_)));
+    assert!(matches!(
+        codec.encode(&img, 1.5).unwrap_err(),
+        Error::Quality(_)
+    ));
+    assert!(matches!(
+        codec.encode(&img, -0.1).unwrap_err(),
+        Error::Quality(_)
+    ));
 }

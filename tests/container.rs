@@ -6,7 +6,14 @@ use lic::FormatError;
 use proptest::prelude::*;
 
 fn header(width: u32, height: u32, quality: u16) -> Header {
-    Header { width, height, color: ColorType::Rgb, model: ModelKind::Cw, weights_id: [1, 2, 3, 4, 5, 6, 7, 8], quality }
+    Header {
+        width,
+        height,
+        color: ColorType::Rgb,
+        model: ModelKind::Cw,
+        weights_id: [1, 2, 3, 4, 5, 6, 7, 8],
+        quality,
+    }
 }
 
 fn file(h: &Header, chunks: &[([u8; 4], Vec<u8>)]) -> Vec<u8> {
@@ -56,15 +63,27 @@ fn error_kinds() {
     let good = file(&header(64, 48, 1000), &[(types::CWLT, vec![1, 2, 3, 4])]);
     assert!(Container::parse(&good).is_ok());
 
-    assert_eq!(Container::parse(b"\x89PNG\r\n\x1a\n").unwrap_err(), FormatError::BadSignature);
-    assert_eq!(Container::parse(&good[..5]).unwrap_err(), FormatError::Truncated("the signature"));
-    assert!(matches!(Container::parse(&good[..good.len() - 3]).unwrap_err(), FormatError::Truncated(_)));
+    assert_eq!(
+        Container::parse(b"\x89PNG\r\n\x1a\n").unwrap_err(),
+        FormatError::BadSignature
+    );
+    assert_eq!(
+        Container::parse(&good[..5]).unwrap_err(),
+        FormatError::Truncated("the signature")
+    );
+    assert!(matches!(
+        Container::parse(&good[..good.len() - 3]).unwrap_err(),
+        FormatError::Truncated(_)
+    ));
 
     // A flipped payload byte names the chunk whose CRC failed.
     let mut bad = good.clone();
     let at = good.len() - 12 - 12 + 8 + 1; // inside CWLT's payload
     bad[at] ^= 0x40;
-    assert_eq!(Container::parse(&bad).unwrap_err(), FormatError::Crc("CWLT".into()));
+    assert_eq!(
+        Container::parse(&bad).unwrap_err(),
+        FormatError::Crc("CWLT".into())
+    );
 
     // Version 2 (with a correct CRC) is refused as such.
     let mut hd = header(64, 48, 1000).to_bytes();
@@ -72,22 +91,37 @@ fn error_kinds() {
     let mut v2 = SIGNATURE.to_vec();
     write_chunk(&mut v2, types::HEAD, &hd);
     write_chunk(&mut v2, types::DONE, &[]);
-    assert_eq!(Container::parse(&v2).unwrap_err(), FormatError::UnsupportedVersion(2));
+    assert_eq!(
+        Container::parse(&v2).unwrap_err(),
+        FormatError::UnsupportedVersion(2)
+    );
 
     // An unknown critical chunk is refused; trailing data after DONE is refused.
     let crit = file(&header(64, 48, 1000), &[(*b"ZZZZ", vec![])]);
-    assert_eq!(Container::parse(&crit).unwrap_err(), FormatError::UnknownCritical("ZZZZ".into()));
+    assert_eq!(
+        Container::parse(&crit).unwrap_err(),
+        FormatError::UnknownCritical("ZZZZ".into())
+    );
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(matches!(Container::parse(&trailing).unwrap_err(), FormatError::Structure(_)));
+    assert!(matches!(
+        Container::parse(&trailing).unwrap_err(),
+        FormatError::Structure(_)
+    ));
 
     // Zero dimensions are refused.
     let zero = file(&header(0, 48, 1000), &[]);
-    assert!(matches!(Container::parse(&zero).unwrap_err(), FormatError::Invalid { .. }));
+    assert!(matches!(
+        Container::parse(&zero).unwrap_err(),
+        FormatError::Invalid { .. }
+    ));
 
     // A huge length is refused before anything is read or allocated.
     let mut huge = good.clone();
     let p = 8 + 12 + lic::container::HEAD_LEN;
     huge[p..p + 4].copy_from_slice(&0xFFFF_FFF0u32.to_be_bytes());
-    assert!(matches!(Container::parse(&huge).unwrap_err(), FormatError::TooLong(_)));
+    assert!(matches!(
+        Container::parse(&huge).unwrap_err(),
+        FormatError::TooLong(_)
+    ));
 }

@@ -8,7 +8,15 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 
 fn side_models() -> (Vec<lic::entropy::tables::Categorical>, Vec<Vec<u32>>) {
-    let freqs: Vec<Vec<u32>> = (0..3).map(|k| quantize(&(0..20).map(|i| 1.0 + ((i * (k + 1)) % 7) as f64).collect::<Vec<_>>())).collect();
+    let freqs: Vec<Vec<u32>> = (0..3)
+        .map(|k| {
+            quantize(
+                &(0..20)
+                    .map(|i| 1.0 + ((i * (k + 1)) % 7) as f64)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     (freqs.iter().map(|f| categorical(f)).collect(), freqs)
 }
 
@@ -67,7 +75,10 @@ fn stream_size_matches_estimate() {
     let bytes = w.finish(&scales, &side).unwrap();
     let est = w.estimated_bits(&scales, &side, &side_freqs);
     let real = bytes.len() as f64 * 8.0;
-    assert!(real >= est * 0.999 && real <= est * 1.01 + 64.0, "real {real} bits vs estimate {est}");
+    assert!(
+        real >= est * 0.999 && real <= est * 1.01 + 64.0,
+        "real {real} bits vs estimate {est}"
+    );
 }
 
 #[test]

@@ -50,9 +50,27 @@ fn pixel_hash(img: &Image) -> String {
 
 /// (file, source image, crop, colour, quality)
 const CASES: [(&str, &str, (u32, u32, u32, u32), ColorType, f32); 3] = [
-    ("rgb-64x48-q030.lic", "kodim04.png", (300, 200, 64, 48), ColorType::Rgb, 0.3),
-    ("rgb-33x17-q090.lic", "kodim07.png", (100, 100, 33, 17), ColorType::Rgb, 0.9),
-    ("grey-40x40-q050.lic", "kodim10.png", (200, 300, 40, 40), ColorType::Gray, 0.5),
+    (
+        "rgb-64x48-q030.lic",
+        "kodim04.png",
+        (300, 200, 64, 48),
+        ColorType::Rgb,
+        0.3,
+    ),
+    (
+        "rgb-33x17-q090.lic",
+        "kodim07.png",
+        (100, 100, 33, 17),
+        ColorType::Rgb,
+        0.9,
+    ),
+    (
+        "grey-40x40-q050.lic",
+        "kodim10.png",
+        (200, 300, 40, 40),
+        ColorType::Gray,
+        0.5,
+    ),
 ];
 
 #[test]
@@ -61,16 +79,36 @@ fn regenerate() {
     let codec = Codec::embedded().unwrap();
     let weights = CwWeights::embedded().unwrap();
     std::fs::create_dir_all(golden_dir()).unwrap();
-    let mut expected = String::from("# file symbols-sha256 pixels-sha256 (written by tests/golden.rs)\n");
+    let mut expected =
+        String::from("# file symbols-sha256 pixels-sha256 (written by tests/golden.rs)\n");
     for (file, src, (x, y, w, h), color, q) in CASES {
         let path = format!("{}/kodak-bench/kodak/{src}", env!("CARGO_MANIFEST_DIR"));
-        let rgb = image::open(path).unwrap().crop_imm(x, y, w, h).into_rgb8().into_raw();
-        let data = if color == ColorType::Gray { rgb.chunks(3).map(|p| p[1]).collect() } else { rgb };
-        let img = Image { width: w, height: h, color, data };
+        let rgb = image::open(path)
+            .unwrap()
+            .crop_imm(x, y, w, h)
+            .into_rgb8()
+            .into_raw();
+        let data = if color == ColorType::Gray {
+            rgb.chunks(3).map(|p| p[1]).collect()
+        } else {
+            rgb
+        };
+        let img = Image {
+            width: w,
+            height: h,
+            color,
+            data,
+        };
         let bytes = codec.encode(&img, q).unwrap();
         std::fs::write(golden_dir().join(file), &bytes).unwrap();
         let out = codec.decode(&bytes).unwrap();
-        writeln!(expected, "{file} {} {}", symbol_hash(&weights, &bytes), pixel_hash(&out)).unwrap();
+        writeln!(
+            expected,
+            "{file} {} {}",
+            symbol_hash(&weights, &bytes),
+            pixel_hash(&out)
+        )
+        .unwrap();
     }
     std::fs::write(golden_dir().join("EXPECTED.txt"), expected).unwrap();
 }
@@ -81,11 +119,24 @@ fn golden_vectors_decode_to_recorded_hashes() {
     let weights = CwWeights::embedded().unwrap();
     let expected = std::fs::read_to_string(golden_dir().join("EXPECTED.txt")).unwrap();
     let mut n = 0;
-    for line in expected.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let f: Vec<&str> = line.split_whitespace().collect();
         let bytes = std::fs::read(golden_dir().join(f[0])).unwrap();
-        assert_eq!(symbol_hash(&weights, &bytes), f[1], "{}: symbols differ", f[0]);
-        assert_eq!(pixel_hash(&codec.decode(&bytes).unwrap()), f[2], "{}: pixels differ", f[0]);
+        assert_eq!(
+            symbol_hash(&weights, &bytes),
+            f[1],
+            "{}: symbols differ",
+            f[0]
+        );
+        assert_eq!(
+            pixel_hash(&codec.decode(&bytes).unwrap()),
+            f[2],
+            "{}: pixels differ",
+            f[0]
+        );
         n += 1;
     }
     assert_eq!(n, CASES.len());

@@ -30,7 +30,11 @@ fn random_damage_never_panics() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden");
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
     let (mut errors, mut images) = (0, 0);
-    for name in ["rgb-64x48-q030.lic", "rgb-33x17-q090.lic", "grey-40x40-q050.lic"] {
+    for name in [
+        "rgb-64x48-q030.lic",
+        "rgb-33x17-q090.lic",
+        "grey-40x40-q050.lic",
+    ] {
         let good = std::fs::read(dir.join(name)).unwrap();
         assert!(Container::parse(&good).is_ok());
         let stream_at = {
@@ -58,14 +62,21 @@ fn random_damage_never_panics() {
                 _ => {
                     // Overwrite a chunk length field with a random value.
                     let at = [8usize, 8 + 12 + lic::container::HEAD_LEN][rng.gen_range(0..2)];
-                    let v: u32 = if rng.gen_bool(0.5) { rng.gen() } else { rng.gen_range(0..200) };
+                    let v: u32 = if rng.gen_bool(0.5) {
+                        rng.gen()
+                    } else {
+                        rng.gen_range(0..200)
+                    };
                     bad[at..at + 4].copy_from_slice(&v.to_be_bytes());
                 }
             }
             let t = Instant::now();
             match codec.decode(&bad) {
                 Ok(img) => {
-                    assert_eq!(img.data.len(), (img.width * img.height) as usize * img.color.channels());
+                    assert_eq!(
+                        img.data.len(),
+                        (img.width * img.height) as usize * img.color.channels()
+                    );
                     images += 1;
                 }
                 Err(e) => {
@@ -73,9 +84,17 @@ fn random_damage_never_panics() {
                     errors += 1;
                 }
             }
-            assert!(t.elapsed() < Duration::from_secs(5), "{name} mutation {k} took {:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{name} mutation {k} took {:?}",
+                t.elapsed()
+            );
         }
     }
     // Flips behind repaired CRCs are only sometimes detectable; everything else must be.
-    assert!(errors > 1500, "only {errors} of {} damaged files were rejected ({images} decoded)", errors + images);
+    assert!(
+        errors > 1500,
+        "only {errors} of {} damaged files were rejected ({images} decoded)",
+        errors + images
+    );
 }

@@ -32,7 +32,10 @@ pub struct Latents {
 /// interpolation of [`rate_position`].
 pub fn rate_pos(q16: u16) -> RatePos {
     let (index, frac) = rate_position(q16);
-    RatePos { index, frac: frac as f64 / 65535.0 }
+    RatePos {
+        index,
+        frac: frac as f64 / 65535.0,
+    }
 }
 
 /// Planar RGB in [0, 1], padded by edge replication to multiples of 16: `(1, 3, H', W')`.
@@ -73,7 +76,12 @@ pub fn analyze(weights: &CwWeights, x: &Tensor, q16: u16) -> Result<Latents, Err
             }
         }
     }
-    Ok(Latents { h, w, levels, values })
+    Ok(Latents {
+        h,
+        w,
+        levels,
+        values,
+    })
 }
 
 /// Importance levels from the map logits and the rate's bias:
@@ -100,7 +108,10 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
     let mut wr = SymbolWriter::new();
     for i in 0..h {
         for j in 0..w {
-            wr.side(IntParams::map_context(&lat.levels, w, i, j), lat.levels[i * w + j] as u16);
+            wr.side(
+                IntParams::map_context(&lat.levels, w, i, j),
+                lat.levels[i * w + j] as u16,
+            );
         }
     }
     let gain = int.gain_at(q16);
@@ -108,7 +119,10 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
             if c < kept(lat.levels[p]) {
-                wr.latent(int.scale_index(lat.levels[p] as usize, c, gain[c], 0), values[c * n + p]);
+                wr.latent(
+                    int.scale_index(lat.levels[p] as usize, c, gain[c], 0),
+                    values[c * n + p],
+                );
             }
         }
     }
@@ -130,7 +144,13 @@ fn clamp_values(v: &[i32]) -> Vec<i32> {
 }
 
 /// Reads the symbols of an `h`×`w` latent grid from a CWLT stream.
-pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16: u16) -> Result<Latents, Error> {
+pub fn read_symbols(
+    weights: &CwWeights,
+    stream: &[u8],
+    h: usize,
+    w: usize,
+    q16: u16,
+) -> Result<Latents, Error> {
     let int = &weights.int;
     let n = h * w;
     let mut rd = SymbolReader::new(stream, &weights.scales, &weights.map_models)?;
@@ -145,7 +165,8 @@ pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16:
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
             if c < kept(levels[p]) {
-                values[c * n + p] = rd.latent(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
+                values[c * n + p] =
+                    rd.latent(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
             }
         }
     }
@@ -159,17 +180,30 @@ pub fn read_symbols(weights: &CwWeights, stream: &[u8], h: usize, w: usize, q16:
         }
     }
     rd.finish()?;
-    Ok(Latents { h, w, levels, values })
+    Ok(Latents {
+        h,
+        w,
+        levels,
+        values,
+    })
 }
 
 /// Synthesis: latents → interleaved RGB8 of `width`×`height` (cropped from the padded grid).
-pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16, width: usize, height: usize) -> Result<Vec<u8>, Error> {
+pub fn synthesize(
+    weights: &CwWeights,
+    lat: &Latents,
+    q16: u16,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, Error> {
     let model = &weights.model;
     let dev = model.device();
     let (lg, _) = model.rate_params(rate_pos(q16))?;
     let gains: Vec<f32> = lg.exp()?.to_vec1()?;
     let n = lat.h * lat.w;
-    let y: Vec<f32> = (0..M * n).map(|k| lat.values[k] as f32 / gains[k / n]).collect();
+    let y: Vec<f32> = (0..M * n)
+        .map(|k| lat.values[k] as f32 / gains[k / n])
+        .collect();
     let y = Tensor::from_vec(y, (1, M, lat.h, lat.w), dev)?;
     let x = model.synthesis(&y)?;
     let (_, _, hp, wp) = x.dims4()?;

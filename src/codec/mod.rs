@@ -58,7 +58,8 @@ pub fn encode(img: &Image, q: f32, weights: &CwWeights) -> Result<(Vec<u8>, Enco
     let lat = cw::analyze(weights, &x, q16)?;
     let writer = cw::write_symbols(weights, &lat, q16);
     let stream = writer.finish(&weights.scales, &weights.map_models)?;
-    let estimated_bits = writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
+    let estimated_bits =
+        writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
 
     let header = Header {
         width: img.width,
@@ -79,7 +80,12 @@ pub fn encode(img: &Image, q: f32, weights: &CwWeights) -> Result<(Vec<u8>, Enco
     }
     write_chunk(&mut out, types::CWLT, &stream);
     write_chunk(&mut out, types::DONE, &[]);
-    let stats = EncodeStats { file_bytes: out.len(), stream_bytes: stream.len(), estimated_bits, symbols: writer.len() };
+    let stats = EncodeStats {
+        file_bytes: out.len(),
+        stream_bytes: stream.len(),
+        estimated_bits,
+        symbols: writer.len(),
+    };
     Ok((out, stats))
 }
 
@@ -89,11 +95,21 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
     let hd = &file.header;
     limits.check(hd.width, hd.height)?;
     if hd.weights_id != weights.id {
-        return Err(Error::WrongWeights { needed: id_hex(&hd.weights_id), have: id_hex(&weights.id) });
+        return Err(Error::WrongWeights {
+            needed: id_hex(&hd.weights_id),
+            have: id_hex(&weights.id),
+        });
     }
     let (w, h) = (hd.width as usize, hd.height as usize);
-    let stream = file.find(types::CWLT)?.ok_or(Error::Format(crate::FormatError::Structure("missing CWLT chunk")))?;
-    let (lh, lw) = (h.div_ceil(crate::model::cw::STRIDE), w.div_ceil(crate::model::cw::STRIDE));
+    let stream = file
+        .find(types::CWLT)?
+        .ok_or(Error::Format(crate::FormatError::Structure(
+            "missing CWLT chunk",
+        )))?;
+    let (lh, lw) = (
+        h.div_ceil(crate::model::cw::STRIDE),
+        w.div_ceil(crate::model::cw::STRIDE),
+    );
     let lat = cw::read_symbols(weights, stream, lh, lw, hd.quality)?;
     let rgb = cw::synthesize(weights, &lat, hd.quality, w, h)?;
 
@@ -101,17 +117,32 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
         (true, Some(z)) => {
             let mut a = Vec::new();
             // Read at most one byte more than expected, so a zip bomb cannot grow memory.
-            ZlibDecoder::new(z).take((w * h + 1) as u64).read_to_end(&mut a).map_err(|_| {
-                Error::Format(crate::FormatError::Invalid { section: "4.3", what: "ALPH is not valid zlib data" })
-            })?;
+            ZlibDecoder::new(z)
+                .take((w * h + 1) as u64)
+                .read_to_end(&mut a)
+                .map_err(|_| {
+                    Error::Format(crate::FormatError::Invalid {
+                        section: "4.3",
+                        what: "ALPH is not valid zlib data",
+                    })
+                })?;
             if a.len() != w * h {
-                return Err(Error::Format(crate::FormatError::Invalid { section: "4.3", what: "ALPH has the wrong size" }));
+                return Err(Error::Format(crate::FormatError::Invalid {
+                    section: "4.3",
+                    what: "ALPH has the wrong size",
+                }));
             }
             Some(a)
         }
-        (true, None) => return Err(Error::Format(crate::FormatError::Structure("missing ALPH chunk"))),
+        (true, None) => {
+            return Err(Error::Format(crate::FormatError::Structure(
+                "missing ALPH chunk",
+            )))
+        }
         (false, Some(_)) => {
-            return Err(Error::Format(crate::FormatError::Structure("ALPH chunk in an image without alpha")))
+            return Err(Error::Format(crate::FormatError::Structure(
+                "ALPH chunk in an image without alpha",
+            )))
         }
         (false, None) => None,
     };
@@ -128,7 +159,12 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
             data.push(a[p]);
         }
     }
-    Ok(Image { width: hd.width, height: hd.height, color: hd.color, data })
+    Ok(Image {
+        width: hd.width,
+        height: hd.height,
+        color: hd.color,
+        data,
+    })
 }
 
 /// Colour type names for `lic info`.

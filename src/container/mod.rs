@@ -145,7 +145,10 @@ impl Header {
     /// Parses a HEAD payload.
     pub fn parse(d: &[u8]) -> Result<Self, FormatError> {
         if d.len() != HEAD_LEN {
-            return Err(FormatError::Invalid { section: "4.1", what: "HEAD has the wrong length" });
+            return Err(FormatError::Invalid {
+                section: "4.1",
+                what: "HEAD has the wrong length",
+            });
         }
         if d[0] != VERSION {
             return Err(FormatError::UnsupportedVersion(d[0]));
@@ -154,17 +157,29 @@ impl Header {
             0 => ModelKind::Cw,
             m => return Err(FormatError::UnknownModel(m)),
         };
-        let color = ColorType::from_code(d[2])
-            .ok_or(FormatError::Invalid { section: "4.1", what: "unknown colour type" })?;
+        let color = ColorType::from_code(d[2]).ok_or(FormatError::Invalid {
+            section: "4.1",
+            what: "unknown colour type",
+        })?;
         let width = BigEndian::read_u32(&d[4..8]);
         let height = BigEndian::read_u32(&d[8..12]);
         if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
-            return Err(FormatError::Invalid { section: "4.1", what: "dimensions out of range" });
+            return Err(FormatError::Invalid {
+                section: "4.1",
+                what: "dimensions out of range",
+            });
         }
         let mut weights_id = [0u8; 8];
         weights_id.copy_from_slice(&d[12..20]);
         let quality = BigEndian::read_u16(&d[20..22]);
-        Ok(Self { width, height, color, model, weights_id, quality })
+        Ok(Self {
+            width,
+            height,
+            color,
+            model,
+            weights_id,
+            quality,
+        })
     }
 }
 
@@ -282,7 +297,11 @@ impl<'a> Container<'a> {
             }
         }
         let header = header.ok_or(FormatError::Structure("missing HEAD"))?;
-        Ok(Self { header, chunks, file_len: bytes.len() })
+        Ok(Self {
+            header,
+            chunks,
+            file_len: bytes.len(),
+        })
     }
 
     /// The payload of the one chunk of type `kind`, if present.
@@ -290,7 +309,9 @@ impl<'a> Container<'a> {
         let mut it = self.chunks.iter().filter(|c| c.kind == kind);
         let first = it.next().map(|c| c.data);
         if it.next().is_some() {
-            return Err(FormatError::Structure("a chunk that may appear once appears twice"));
+            return Err(FormatError::Structure(
+                "a chunk that may appear once appears twice",
+            ));
         }
         Ok(first)
     }
@@ -306,7 +327,10 @@ fn read_chunk(bytes: &[u8], pos: usize) -> Result<(Chunk<'_>, usize), FormatErro
     let mut kind = [0u8; 4];
     kind.copy_from_slice(&bytes[pos + 4..pos + 8]);
     if !kind.iter().all(|b| b.is_ascii_alphabetic()) {
-        return Err(FormatError::Invalid { section: "3", what: "chunk type is not four letters" });
+        return Err(FormatError::Invalid {
+            section: "3",
+            what: "chunk type is not four letters",
+        });
     }
     let chunk_name = || String::from_utf8_lossy(&kind).into_owned();
     if len > MAX_CHUNK_LEN {

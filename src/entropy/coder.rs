@@ -46,7 +46,10 @@ impl SymbolWriter {
     /// Appends a latent value coded with scale table `table` (`value` is clamped to
     /// ±[`MAX_VALUE`]).
     pub fn latent(&mut self, table: u8, value: i32) {
-        self.ops.push(Op::Latent { table, value: value.clamp(-MAX_VALUE, MAX_VALUE) });
+        self.ops.push(Op::Latent {
+            table,
+            value: value.clamp(-MAX_VALUE, MAX_VALUE),
+        });
     }
 
     /// Appends `symbol` coded with side model `model`.
@@ -64,9 +67,16 @@ impl SymbolWriter {
         self.ops.is_empty()
     }
 
-    fn expand<'a>(op: Op, scales: &'a ScaleTables, side: &'a [Categorical], out: &mut Vec<Prim<'a>>) {
+    fn expand<'a>(
+        op: Op,
+        scales: &'a ScaleTables,
+        side: &'a [Categorical],
+        out: &mut Vec<Prim<'a>>,
+    ) {
         match op {
-            Op::Side { model, symbol } => out.push(Prim::Cat(&side[model as usize], symbol as usize)),
+            Op::Side { model, symbol } => {
+                out.push(Prim::Cat(&side[model as usize], symbol as usize))
+            }
             Op::Latent { table, value } => {
                 let t = table as usize;
                 let r = scales.support[t];
@@ -79,7 +89,10 @@ impl SymbolWriter {
                     let nbits = usize::BITS as usize - u.leading_zeros() as usize; // 1..=21
                     out.push(Prim::Uniform(MAX_ESCAPE_BITS + 1, nbits - 1));
                     if nbits > 1 {
-                        out.push(Prim::Uniform(1 << (nbits - 1), u & ((1 << (nbits - 1)) - 1)));
+                        out.push(Prim::Uniform(
+                            1 << (nbits - 1),
+                            u & ((1 << (nbits - 1)) - 1),
+                        ));
                     }
                     out.push(Prim::Uniform(2, (value < 0) as usize));
                 }
@@ -89,7 +102,12 @@ impl SymbolWriter {
 
     /// The model's own estimate of the stream length in bits: Σ −log2 p over every
     /// primitive symbol, with the quantized tables actually used.
-    pub fn estimated_bits(&self, scales: &ScaleTables, side: &[Categorical], side_freqs: &[Vec<u32>]) -> f64 {
+    pub fn estimated_bits(
+        &self,
+        scales: &ScaleTables,
+        side: &[Categorical],
+        side_freqs: &[Vec<u32>],
+    ) -> f64 {
         let total = (1u64 << PRECISION) as f64;
         let mut bits = 0.0;
         let mut prims = Vec::new();
@@ -113,7 +131,11 @@ impl SymbolWriter {
     }
 
     /// Writes the stream: little-endian 32-bit words.
-    pub fn finish(&self, scales: &ScaleTables, side: &[Categorical]) -> Result<Vec<u8>, EntropyError> {
+    pub fn finish(
+        &self,
+        scales: &ScaleTables,
+        side: &[Categorical],
+    ) -> Result<Vec<u8>, EntropyError> {
         let mut coder = DefaultAnsCoder::new();
         let mut prims = Vec::new();
         for &op in self.ops.iter().rev() {
@@ -127,7 +149,9 @@ impl SymbolWriter {
                 .map_err(|_| EntropyError::Unencodable)?;
             }
         }
-        let words = coder.into_compressed().map_err(|_| EntropyError::Unencodable)?;
+        let words = coder
+            .into_compressed()
+            .map_err(|_| EntropyError::Unencodable)?;
         Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
     }
 }
@@ -142,15 +166,27 @@ pub struct SymbolReader<'t> {
 impl<'t> SymbolReader<'t> {
     /// Opens a stream. Fails if its length is not a whole number of words or its last word is
     /// zero (which no encoder writes).
-    pub fn new(bytes: &[u8], scales: &'t ScaleTables, side: &'t [Categorical]) -> Result<Self, EntropyError> {
+    pub fn new(
+        bytes: &[u8],
+        scales: &'t ScaleTables,
+        side: &'t [Categorical],
+    ) -> Result<Self, EntropyError> {
         if bytes.len() % 4 != 0 {
-            return Err(EntropyError::Corrupt("stream length is not a multiple of 4 bytes"));
+            return Err(EntropyError::Corrupt(
+                "stream length is not a multiple of 4 bytes",
+            ));
         }
-        let words: Vec<u32> =
-            bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let words: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         let coder = DefaultAnsCoder::from_compressed(words)
             .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))?;
-        Ok(Self { coder, scales, side })
+        Ok(Self {
+            coder,
+            scales,
+            side,
+        })
     }
 
     /// Reads a latent value coded with scale table `table`.
@@ -162,24 +198,37 @@ impl<'t> SymbolReader<'t> {
             return Ok(s - r);
         }
         let nbits = self.uniform(MAX_ESCAPE_BITS + 1)? + 1;
-        let low = if nbits > 1 { self.uniform(1 << (nbits - 1))? } else { 0 };
+        let low = if nbits > 1 {
+            self.uniform(1 << (nbits - 1))?
+        } else {
+            0
+        };
         let u = ((1usize << (nbits - 1)) | low) as i64;
         let negative = self.uniform(2)? == 1;
         let magnitude = u + r as i64;
         if magnitude > MAX_VALUE as i64 {
             return Err(EntropyError::Corrupt("escaped value out of range"));
         }
-        Ok(if negative { -(magnitude as i32) } else { magnitude as i32 })
+        Ok(if negative {
+            -(magnitude as i32)
+        } else {
+            magnitude as i32
+        })
     }
 
     /// Reads a symbol of side model `model`.
     pub fn side(&mut self, model: u16) -> Result<u16, EntropyError> {
-        let m = self.side.get(model as usize).ok_or(EntropyError::Corrupt("no such side model"))?;
+        let m = self
+            .side
+            .get(model as usize)
+            .ok_or(EntropyError::Corrupt("no such side model"))?;
         Ok(self.cat(m)? as u16)
     }
 
     fn cat(&mut self, m: &Categorical) -> Result<usize, EntropyError> {
-        self.coder.decode_symbol(m).map_err(|_| EntropyError::Corrupt("rANS decode failed"))
+        self.coder
+            .decode_symbol(m)
+            .map_err(|_| EntropyError::Corrupt("rANS decode failed"))
     }
 
     fn uniform(&mut self, n: usize) -> Result<usize, EntropyError> {
@@ -194,7 +243,9 @@ impl<'t> SymbolReader<'t> {
         if self.coder.is_empty() {
             Ok(())
         } else {
-            Err(EntropyError::Corrupt("stream has data left after the last symbol"))
+            Err(EntropyError::Corrupt(
+                "stream has data left after the last symbol",
+            ))
         }
     }
 }

@@ -57,7 +57,8 @@ impl IntParams {
             return Err("context-network output shift is negative");
         }
         for row in self.map_freq.chunks(LEVELS) {
-            if row.iter().any(|&f| f == 0) || row.iter().map(|&f| f as u64).sum::<u64>() != 1 << 16 {
+            if row.iter().any(|&f| f == 0) || row.iter().map(|&f| f as u64).sum::<u64>() != 1 << 16
+            {
                 return Err("importance-map table does not sum to 2^16");
             }
         }
@@ -112,7 +113,10 @@ impl IntParams {
                 }
                 let (ii, jj) = (i as isize, j as isize);
                 // Feature order: for (up, down, left, right): M values, then M magnitudes.
-                for (n, (di, dj)) in [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)].into_iter().enumerate() {
+                for (n, (di, dj)) in [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)]
+                    .into_iter()
+                    .enumerate()
+                {
                     for c in 0..M {
                         let v = at(c, ii + di, jj + dj);
                         x[n * 2 * M + c] = v;

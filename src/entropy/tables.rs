@@ -59,10 +59,19 @@ pub fn quantize(weights: &[f64]) -> Vec<u32> {
     let spare = total - n as f64;
     let mut freq: Vec<u32> = weights
         .iter()
-        .map(|&w| 1 + if sum > 0.0 { libm::floor(w / sum * spare) as u32 } else { 0 })
+        .map(|&w| {
+            1 + if sum > 0.0 {
+                libm::floor(w / sum * spare) as u32
+            } else {
+                0
+            }
+        })
         .collect();
     let used: u64 = freq.iter().map(|&f| f as u64).sum();
-    let largest = (0..n).fold(0, |best, i| if weights[i] > weights[best] { i } else { best });
+    let largest = (0..n).fold(
+        0,
+        |best, i| if weights[i] > weights[best] { i } else { best },
+    );
     freq[largest] += ((1u64 << PRECISION) - used) as u32;
     freq
 }
@@ -126,7 +135,11 @@ mod tests {
         // Pinned values: a change here changes the format.
         let f = laplace_frequencies(32);
         let r = support_of(32) as usize;
-        let moment: u64 = laplace_frequencies(63).iter().enumerate().map(|(i, &v)| i as u64 * v as u64).sum();
+        let moment: u64 = laplace_frequencies(63)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| i as u64 * v as u64)
+            .sum();
         assert_eq!(r, 23);
         assert_eq!(f[r], 10759);
         assert_eq!(laplace_frequencies(0), vec![1, 348, 64837, 348, 1, 1]);

@@ -76,7 +76,10 @@ impl RatePos {
     pub fn from_t(t: f64) -> Self {
         let t = t.clamp(0.0, (RATE_POINTS - 1) as f64);
         let index = (t.floor() as usize).min(RATE_POINTS - 2);
-        Self { index, frac: t - index as f64 }
+        Self {
+            index,
+            frac: t - index as f64,
+        }
     }
 
     /// λ at this position (log-linear between rate points).
@@ -115,7 +118,12 @@ impl CwModel {
         let dec_out = [128, 96, 64, 3];
         let mut dec = Vec::new();
         for i in 0..4 {
-            dec.push(Conv::new(vb.pp(format!("dec.{i}")), dec_in[i], dec_out[i] * 4, 3)?);
+            dec.push(Conv::new(
+                vb.pp(format!("dec.{i}")),
+                dec_in[i],
+                dec_out[i] * 4,
+                3,
+            )?);
         }
         let dev = vb.device().clone();
         let lg0 = (3.0f64).ln();
@@ -126,14 +134,33 @@ impl CwModel {
                 std::iter::repeat(v as f32).take(M)
             })
             .collect();
-        let log_gain = get_or_init(&vb, "log_gain", Tensor::from_vec(init_lg, (RATE_POINTS, M), &dev)?)?;
-        let init_mb: Vec<f32> =
-            (0..RATE_POINTS).map(|r| -2.0 + 4.0 * r as f32 / (RATE_POINTS - 1) as f32).collect();
-        let map_bias = get_or_init(&vb, "map_bias", Tensor::from_vec(init_mb, RATE_POINTS, &dev)?)?;
+        let log_gain = get_or_init(
+            &vb,
+            "log_gain",
+            Tensor::from_vec(init_lg, (RATE_POINTS, M), &dev)?,
+        )?;
+        let init_mb: Vec<f32> = (0..RATE_POINTS)
+            .map(|r| -2.0 + 4.0 * r as f32 / (RATE_POINTS - 1) as f32)
+            .collect();
+        let map_bias = get_or_init(
+            &vb,
+            "map_bias",
+            Tensor::from_vec(init_mb, RATE_POINTS, &dev)?,
+        )?;
         let base = vb.get_with_hints((LEVELS, M), "base", Init::Const(-1.0))?;
         let ctx1 = Conv::new(vb.pp("ctx1"), CTX_IN, CTX_HIDDEN, 1)?;
         let ctx2 = Conv::new(vb.pp("ctx2"), CTX_HIDDEN, M, 1)?;
-        Ok(Self { enc, enc_gdn, dec, log_gain, map_bias, base, ctx1, ctx2, device: dev })
+        Ok(Self {
+            enc,
+            enc_gdn,
+            dec,
+            log_gain,
+            map_bias,
+            base,
+            ctx1,
+            ctx2,
+            device: dev,
+        })
     }
 
     /// The device the model lives on.
@@ -206,7 +233,11 @@ impl CwModel {
         // One-hot of the level: hard[j] − hard[j+1].
         let next = hard.narrow(1, 1, LEVELS - 1)?.pad_with_zeros(1, 0, 1)?;
         let onehot = (&hard - next)?.reshape((b, LEVELS, h * w))?;
-        let base = self.base.t()?.broadcast_matmul(&onehot)?.reshape((b, M, h, w))?;
+        let base = self
+            .base
+            .t()?
+            .broadcast_matmul(&onehot)?
+            .reshape((b, M, h, w))?;
 
         let rounded = (&yg + (yg.round()? - &yg)?.detach())?;
         let yq = (&rounded * &mask)?;
@@ -214,7 +245,9 @@ impl CwModel {
         let noisy = (&yg + noise)?;
 
         let am = anchor_mask(h, w, dev)?;
-        let anchors = yq.clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?.broadcast_mul(&am)?;
+        let anchors = yq
+            .clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?
+            .broadcast_mul(&am)?;
         let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
         let log_sigma = (base.broadcast_add(&lg4)? + ctx)?;
         let bits = (laplace_bits(&noisy, &log_sigma)? * &mask)?.sum_all()?;
@@ -248,8 +281,9 @@ pub fn expand_levels(g: &Tensor) -> Result<Tensor> {
 
 /// `(1, 1, h, w)`: 1 at checkerboard anchors ((i + j) even), else 0.
 pub fn anchor_mask(h: usize, w: usize, dev: &Device) -> Result<Tensor> {
-    let v: Vec<f32> =
-        (0..h * w).map(|k| if (k / w + k % w) % 2 == 0 { 1.0 } else { 0.0 }).collect();
+    let v: Vec<f32> = (0..h * w)
+        .map(|k| if (k / w + k % w) % 2 == 0 { 1.0 } else { 0.0 })
+        .collect();
     Tensor::from_vec(v, (1, 1, h, w), dev)
 }
 
@@ -276,7 +310,9 @@ pub fn context_features(a: &Tensor) -> Result<Tensor> {
 /// Computed in the log domain where |v| ≥ ½ (log p = ln ½ − (|v| − ½)/b + ln(1 − e^(−1/b))),
 /// so far-out values keep a gradient instead of underflowing to a clamped zero.
 pub fn laplace_bits(v: &Tensor, log_sigma: &Tensor) -> Result<Tensor> {
-    let b = log_sigma.clamp(SCALE_MIN.ln() as f32, SCALE_MAX.ln() as f32)?.exp()?;
+    let b = log_sigma
+        .clamp(SCALE_MIN.ln() as f32, SCALE_MAX.ln() as f32)?
+        .exp()?;
     let a = v.abs()?;
     let inv_b = b.recip()?;
     // Tail branch (|v| ≥ ½).

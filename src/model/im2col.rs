@@ -47,35 +47,41 @@ impl CustomOp1 for Im2Col {
         let hw = h * w;
         let mut out = vec![0f32; b * c * k * k * hw];
         // One task per (batch, channel) plane: k·k output rows each.
-        out.par_chunks_mut(k * k * hw).enumerate().for_each(|(plane, dst)| {
-            let src = &src[plane * hw..(plane + 1) * hw];
-            for dy in 0..k {
-                for dx in 0..k {
-                    let row = &mut dst[(dy * k + dx) * hw..(dy * k + dx + 1) * hw];
-                    let ox = dx as isize - p;
-                    for y in 0..h {
-                        let sy = y as isize + dy as isize - p;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        let srow = &src[sy as usize * w..(sy as usize + 1) * w];
-                        let drow = &mut row[y * w..(y + 1) * w];
-                        let x0 = (-ox).max(0) as usize;
-                        let x1 = (w as isize - ox).min(w as isize).max(0) as usize;
-                        if x0 < x1 {
-                            let s0 = (x0 as isize + ox) as usize;
-                            drow[x0..x1].copy_from_slice(&srow[s0..s0 + (x1 - x0)]);
+        out.par_chunks_mut(k * k * hw)
+            .enumerate()
+            .for_each(|(plane, dst)| {
+                let src = &src[plane * hw..(plane + 1) * hw];
+                for dy in 0..k {
+                    for dx in 0..k {
+                        let row = &mut dst[(dy * k + dx) * hw..(dy * k + dx + 1) * hw];
+                        let ox = dx as isize - p;
+                        for y in 0..h {
+                            let sy = y as isize + dy as isize - p;
+                            if sy < 0 || sy >= h as isize {
+                                continue;
+                            }
+                            let srow = &src[sy as usize * w..(sy as usize + 1) * w];
+                            let drow = &mut row[y * w..(y + 1) * w];
+                            let x0 = (-ox).max(0) as usize;
+                            let x1 = (w as isize - ox).min(w as isize).max(0) as usize;
+                            if x0 < x1 {
+                                let s0 = (x0 as isize + ox) as usize;
+                                drow[x0..x1].copy_from_slice(&srow[s0..s0 + (x1 - x0)]);
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c * k * k, hw))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (_, _, h, w) = arg.dims4()?;
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2Im { k: self.k, h, w })?))
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Col2Im {
+            k: self.k,
+            h,
+            w,
+        })?))
     }
 }
 

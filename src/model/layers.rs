@@ -27,10 +27,18 @@ impl Conv {
         let w = vb.get_with_hints(
             (cout, cin, k, k),
             "weight",
-            Init::Randn { mean: 0.0, stdev: (1.0 / fan_in).sqrt() },
+            Init::Randn {
+                mean: 0.0,
+                stdev: (1.0 / fan_in).sqrt(),
+            },
         )?;
         let b = vb.get_with_hints(cout, "bias", Init::Const(0.0))?;
-        Ok(Self { w: w.reshape((cout, cin * k * k))?, b, k, cout })
+        Ok(Self {
+            w: w.reshape((cout, cin * k * k))?,
+            b,
+            k,
+            cout,
+        })
     }
 
     /// `x`: `(B, cin, H, W)` → `(B, cout, H, W)`.
@@ -70,7 +78,12 @@ impl Gdn {
         let beta = vb.get_with_hints(c, "beta", Init::Const(1.0))?;
         // A fresh VarMap starts Γ at zero; the trainer resets it to 0.1·I (see `train::init`).
         let gamma = vb.get_with_hints((c, c), "gamma", Init::Const(0.0))?;
-        Ok(Self { beta, gamma, inverse, c })
+        Ok(Self {
+            beta,
+            gamma,
+            inverse,
+            c,
+        })
     }
 
     /// `x`: `(B, C, H, W)`.
@@ -79,8 +92,15 @@ impl Gdn {
         let flat = x.reshape((b, c, h * w))?;
         let gamma = self.gamma.sqr()?;
         let beta = (self.beta.sqr()? + 1e-6)?.reshape((1, self.c, 1))?;
-        let norm = gamma.broadcast_matmul(&flat.sqr()?)?.broadcast_add(&beta)?.sqrt()?;
-        let y = if self.inverse { (flat * norm)? } else { (flat / norm)? };
+        let norm = gamma
+            .broadcast_matmul(&flat.sqr()?)?
+            .broadcast_add(&beta)?
+            .sqrt()?;
+        let y = if self.inverse {
+            (flat * norm)?
+        } else {
+            (flat / norm)?
+        };
         y.reshape((b, c, h, w))
     }
 }
@@ -133,7 +153,9 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 5, 9, 11), &dev)?;
         let ours = conv.forward(&x)?;
         let w = conv.w.reshape((7, 5, 3, 3))?;
-        let theirs = x.conv2d(&w, 1, 1, 1, 1)?.broadcast_add(&conv.b.reshape((1, 7, 1, 1))?)?;
+        let theirs = x
+            .conv2d(&w, 1, 1, 1, 1)?
+            .broadcast_add(&conv.b.reshape((1, 7, 1, 1))?)?;
         let d = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-4, "max diff {d}");
         Ok(())

@@ -58,11 +58,16 @@ pub fn id_hex(id: &[u8; 8]) -> String {
 }
 
 fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
-    let t = st.tensor(name).map_err(|_| WeightsError::Tensor(format!("missing {name}")))?;
+    let t = st
+        .tensor(name)
+        .map_err(|_| WeightsError::Tensor(format!("missing {name}")))?;
     if t.dtype() != Dtype::I32 {
         return Err(WeightsError::Tensor(format!("{name} is not i32")));
     }
-    Ok(t.data().chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// Reads the integer entropy tensors of a weights file.
@@ -70,7 +75,9 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Parse(e.to_string()))?;
     let shifts = read_i32(&st, "int.shifts")?;
     if shifts.len() != 2 || shifts.iter().any(|&s| s < 0) {
-        return Err(WeightsError::Tensor("int.shifts must hold two non-negative values".into()));
+        return Err(WeightsError::Tensor(
+            "int.shifts must hold two non-negative values".into(),
+        ));
     }
     let p = IntParams {
         base: read_i32(&st, "int.base")?,
@@ -81,7 +88,10 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
         ctx2_b: read_i32(&st, "int.ctx2.b")?,
         shift1: shifts[0] as u32,
         shift2: shifts[1] as u32,
-        map_freq: read_i32(&st, "int.map_freq")?.into_iter().map(|v| v.max(0) as u32).collect(),
+        map_freq: read_i32(&st, "int.map_freq")?
+            .into_iter()
+            .map(|v| v.max(0) as u32)
+            .collect(),
     };
     p.validate().map_err(|e| WeightsError::Tensor(e.into()))?;
     Ok(p)
@@ -97,8 +107,11 @@ impl CwWeights {
         let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
             .map_err(|e| WeightsError::Parse(e.to_string()))?;
         let model = CwModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
-        let map_freqs: Vec<Vec<u32>> =
-            int.map_freq.chunks(crate::model::cw::LEVELS).map(|r| r.to_vec()).collect();
+        let map_freqs: Vec<Vec<u32>> = int
+            .map_freq
+            .chunks(crate::model::cw::LEVELS)
+            .map(|r| r.to_vec())
+            .collect();
         Ok(Self {
             model,
             scales: ScaleTables::new(),

@@ -35,7 +35,10 @@ pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             matches!(
-                p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .map(|e| e.to_ascii_lowercase())
+                    .as_deref(),
                 Some("png" | "jpg" | "jpeg" | "ppm" | "bmp" | "tif" | "tiff" | "webp")
             )
         })
@@ -46,8 +49,15 @@ pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Loads an image as RGB8.
 pub fn load_picture(path: &Path) -> Result<Picture, String> {
-    let img = image::open(path).map_err(|e| format!("{}: {e}", path.display()))?.into_rgb8();
-    Ok(Picture { path: path.to_owned(), width: img.width() as usize, height: img.height() as usize, rgb: img.into_raw() })
+    let img = image::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .into_rgb8();
+    Ok(Picture {
+        path: path.to_owned(),
+        width: img.width() as usize,
+        height: img.height() as usize,
+        rgb: img.into_raw(),
+    })
 }
 
 impl Dataset {
@@ -65,13 +75,22 @@ impl Dataset {
             }
         }
         if train.is_empty() {
-            return Err(format!("no training images of at least {min_side} px in {}", dir.display()));
+            return Err(format!(
+                "no training images of at least {min_side} px in {}",
+                dir.display()
+            ));
         }
         Ok(Self { train, val })
     }
 
     /// A batch of random `patch`×`patch` crops with random horizontal flips, `(B, 3, P, P)` in [0, 1].
-    pub fn batch(&self, rng: &mut impl Rng, batch: usize, patch: usize, dev: &Device) -> candle_core::Result<Tensor> {
+    pub fn batch(
+        &self,
+        rng: &mut impl Rng,
+        batch: usize,
+        patch: usize,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         let mut v = vec![0f32; batch * 3 * patch * patch];
         for b in 0..batch {
             let p = &self.train[rng.gen_range(0..self.train.len())];
@@ -101,7 +120,8 @@ pub fn centre_crop(p: &Picture, max: usize, dev: &Device) -> candle_core::Result
     for y in 0..h {
         for x in 0..w {
             for c in 0..3 {
-                v[(c * h + y) * w + x] = p.rgb[((y0 + y) * p.width + x0 + x) * 3 + c] as f32 / 255.0;
+                v[(c * h + y) * w + x] =
+                    p.rgb[((y0 + y) * p.width + x0 + x) * 3 + c] as f32 / 255.0;
             }
         }
     }

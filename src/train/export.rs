@@ -38,11 +38,21 @@ fn exponent_for(v: &[f32], lo: u32, hi: u32) -> u32 {
 }
 
 fn fixed(v: &[f32], scale: f64) -> Vec<i32> {
-    v.iter().map(|&x| (x as f64 * scale).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32).collect()
+    v.iter()
+        .map(|&x| {
+            (x as f64 * scale)
+                .round()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
+        .collect()
 }
 
 /// Counts importance-map contexts on up to `max_images` training images at every rate point.
-fn map_frequencies(model: &CwModel, data: &Path, max_images: usize) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+fn map_frequencies(
+    model: &CwModel,
+    data: &Path,
+    max_images: usize,
+) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
     let mut counts = vec![0.5f64; MAP_CONTEXTS * LEVELS];
     let files = image_files(data)?;
     let stride = (files.len() / max_images.max(1)).max(1);
@@ -53,7 +63,10 @@ fn map_frequencies(model: &CwModel, data: &Path, max_images: usize) -> Result<Ve
         let (_, _, h, w) = logit.dims4()?;
         let logit: Vec<f32> = logit.flatten_all()?.to_vec1()?;
         for r in 0..RATE_POINTS {
-            let pos = RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } };
+            let pos = RatePos {
+                index: r.min(RATE_POINTS - 2),
+                frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 },
+            };
             let mb: f32 = model.rate_params(pos)?.1.to_scalar()?;
             let levels = levels_from_logits(&logit, mb);
             for i in 0..h {
@@ -68,19 +81,37 @@ fn map_frequencies(model: &CwModel, data: &Path, max_images: usize) -> Result<Ve
 }
 
 /// Builds the integer entropy parameters of a model.
-pub fn int_params(vm: &VarMap, model: &CwModel, data: &Path) -> Result<IntParams, Box<dyn std::error::Error>> {
+pub fn int_params(
+    vm: &VarMap,
+    model: &CwModel,
+    data: &Path,
+) -> Result<IntParams, Box<dyn std::error::Error>> {
     let get = |n: &str| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
         let d = vm.data().lock().unwrap();
-        Ok(to_vec(d.get(n).ok_or(format!("checkpoint lacks {n}"))?.as_tensor())?)
+        Ok(to_vec(
+            d.get(n).ok_or(format!("checkpoint lacks {n}"))?.as_tensor(),
+        )?)
     };
     let step = index_step();
     let one = (1u64 << INDEX_FRAC_BITS) as f64;
-    let base: Vec<f32> = get("base")?.iter().map(|&b| ((b as f64 - SCALE_MIN.ln()) / step) as f32).collect();
-    let log_gain: Vec<f32> = get("log_gain")?.iter().map(|&g| (g as f64 / step) as f32).collect();
+    let base: Vec<f32> = get("base")?
+        .iter()
+        .map(|&b| ((b as f64 - SCALE_MIN.ln()) / step) as f32)
+        .collect();
+    let log_gain: Vec<f32> = get("log_gain")?
+        .iter()
+        .map(|&g| (g as f64 / step) as f32)
+        .collect();
     let (w1, b1) = (get("ctx1.weight")?, get("ctx1.bias")?);
     let (w2, b2): (Vec<f32>, Vec<f32>) = (
-        get("ctx2.weight")?.iter().map(|&v| (v as f64 / step) as f32).collect(),
-        get("ctx2.bias")?.iter().map(|&v| (v as f64 / step) as f32).collect(),
+        get("ctx2.weight")?
+            .iter()
+            .map(|&v| (v as f64 / step) as f32)
+            .collect(),
+        get("ctx2.bias")?
+            .iter()
+            .map(|&v| (v as f64 / step) as f32)
+            .collect(),
     );
     let shift1 = exponent_for(&w1, HIDDEN_FRAC_BITS, 24);
     let shift2 = exponent_for(&w2, INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS), 24);
@@ -122,12 +153,33 @@ pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::e
         ("int.ctx2.b", &int.ctx2_b, vec![int.ctx2_b.len()]),
     ];
     for (name, v, shape) in ints {
-        bufs.insert(name.into(), (Dtype::I32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+        bufs.insert(
+            name.into(),
+            (
+                Dtype::I32,
+                shape,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        );
     }
     let shifts = [int.shift1 as i32, int.shift2 as i32];
-    bufs.insert("int.shifts".into(), (Dtype::I32, vec![2], shifts.iter().flat_map(|x| x.to_le_bytes()).collect()));
-    let mf: Vec<u8> = int.map_freq.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect();
-    bufs.insert("int.map_freq".into(), (Dtype::I32, vec![int.map_freq.len()], mf));
+    bufs.insert(
+        "int.shifts".into(),
+        (
+            Dtype::I32,
+            vec![2],
+            shifts.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+    );
+    let mf: Vec<u8> = int
+        .map_freq
+        .iter()
+        .flat_map(|&x| (x as i32).to_le_bytes())
+        .collect();
+    bufs.insert(
+        "int.map_freq".into(),
+        (Dtype::I32, vec![int.map_freq.len()], mf),
+    );
 
     let views: Vec<(String, TensorView)> = bufs
         .iter()

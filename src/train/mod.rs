@@ -70,7 +70,10 @@ fn init_fresh(vm: &VarMap, dev: &Device) -> candle_core::Result<()> {
 
 /// Step count stored beside a checkpoint.
 fn read_step(out: &Path) -> usize {
-    std::fs::read_to_string(out.join("step.txt")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    std::fs::read_to_string(out.join("step.txt"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Saves the variables (f32) and the step count, atomically.
@@ -83,15 +86,29 @@ pub fn save_checkpoint(vm: &VarMap, out: &Path, step: usize) -> candle_core::Res
 }
 
 /// Validation on the held-out images: mean PSNR and estimated bpp at each rate point.
-pub fn validate(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::Result<Vec<(f64, f64)>> {
+pub fn validate(
+    model: &CwModel,
+    ds: &Dataset,
+    dev: &Device,
+) -> candle_core::Result<Vec<(f64, f64)>> {
     let mut res = vec![(0.0, 0.0); RATE_POINTS];
     for p in &ds.val {
         let x = data::centre_crop(p, 256, dev)?;
         let pixels = x.elem_count() as f64 / 3.0;
         for (r, acc) in res.iter_mut().enumerate() {
-            let out = model.train_forward(&x, RatePos { index: r.min(RATE_POINTS - 2), frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 } }, true)?;
+            let out = model.train_forward(
+                &x,
+                RatePos {
+                    index: r.min(RATE_POINTS - 2),
+                    frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 },
+                },
+                true,
+            )?;
             let xh = (out.x_hat.clamp(0f32, 1f32)? * 255.0)?.round()?;
-            let mse = (xh - (&x * 255.0)?.round()?)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+            let mse = (xh - (&x * 255.0)?.round()?)?
+                .sqr()?
+                .mean_all()?
+                .to_scalar::<f32>()? as f64;
             acc.0 += 10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10();
             acc.1 += out.bits.to_scalar::<f32>()? as f64 / pixels;
         }
@@ -102,11 +119,27 @@ pub fn validate(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::Res
 
 /// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
 pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let dev = if cfg.cuda { Device::new_cuda(0)? } else { Device::Cpu };
+    let dev = if cfg.cuda {
+        Device::new_cuda(0)?
+    } else {
+        Device::Cpu
+    };
     std::fs::create_dir_all(&cfg.out)?;
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(cfg.out.join("train.log"))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cfg.out.join("train.log"))?;
     let ds = Dataset::load(&cfg.data, cfg.patch)?;
-    writeln!(log, "# data {} ({} train, {} val), batch {}, patch {}, lr {}", cfg.data.display(), ds.train.len(), ds.val.len(), cfg.batch, cfg.patch, cfg.lr)?;
+    writeln!(
+        log,
+        "# data {} ({} train, {} val), batch {}, patch {}, lr {}",
+        cfg.data.display(),
+        ds.train.len(),
+        ds.val.len(),
+        cfg.batch,
+        cfg.patch,
+        cfg.lr
+    )?;
 
     let mut vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
@@ -126,11 +159,30 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     // live in log units and must travel several units early on: they get a 10x learning rate.
     let (mut fast, mut slow) = (Vec::new(), Vec::new());
     for (name, var) in vm.data().lock().unwrap().iter() {
-        let entropy = ["base", "log_gain", "map_bias"].contains(&name.as_str()) || name.starts_with("ctx");
-        if entropy { fast.push(var.clone()) } else { slow.push(var.clone()) }
+        let entropy =
+            ["base", "log_gain", "map_bias"].contains(&name.as_str()) || name.starts_with("ctx");
+        if entropy {
+            fast.push(var.clone())
+        } else {
+            slow.push(var.clone())
+        }
     }
-    let mut opt = AdamW::new(slow, ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() })?;
-    let mut opt_fast = AdamW::new(fast, ParamsAdamW { lr: cfg.lr * 10.0, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt = AdamW::new(
+        slow,
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+    let mut opt_fast = AdamW::new(
+        fast,
+        ParamsAdamW {
+            lr: cfg.lr * 10.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ step as u64);
 
     let bar = indicatif::ProgressBar::new(cfg.steps as u64);
@@ -162,14 +214,27 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         bar.set_position(step as u64);
         if step % cfg.log_every == 0 {
             let n = acc_n as f64;
-            let msg = format!("loss {:.4} psnr {:.2} bpp {:.3} kept {:.3}", acc_loss / n, acc_psnr / n, acc_bpp / n, out.kept.to_scalar::<f32>()?);
+            let msg = format!(
+                "loss {:.4} psnr {:.2} bpp {:.3} kept {:.3}",
+                acc_loss / n,
+                acc_psnr / n,
+                acc_bpp / n,
+                out.kept.to_scalar::<f32>()?
+            );
             bar.set_message(msg.clone());
-            writeln!(log, "step {step} {msg} t {:.0}s", start.elapsed().as_secs_f64())?;
+            writeln!(
+                log,
+                "step {step} {msg} t {:.0}s",
+                start.elapsed().as_secs_f64()
+            )?;
             (acc_loss, acc_psnr, acc_bpp, acc_n) = (0.0, 0.0, 0.0, 0);
         }
         if step % cfg.val_every == 0 {
             let v = validate(&model, &ds, &dev)?;
-            let s: Vec<String> = v.iter().map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB")).collect();
+            let s: Vec<String> = v
+                .iter()
+                .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
+                .collect();
             writeln!(log, "val step {step} {}", s.join(" "))?;
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
@@ -179,8 +244,16 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     }
     save_checkpoint(&vm, &cfg.out, step)?;
     let v = validate(&model, &ds, &dev)?;
-    let s: Vec<String> = v.iter().map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB")).collect();
-    writeln!(log, "val step {step} {} (end of run, {:.0}s)", s.join(" "), start.elapsed().as_secs_f64())?;
+    let s: Vec<String> = v
+        .iter()
+        .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
+        .collect();
+    writeln!(
+        log,
+        "val step {step} {} (end of run, {:.0}s)",
+        s.join(" "),
+        start.elapsed().as_secs_f64()
+    )?;
     bar.finish();
     Ok(())
 }
@@ -192,7 +265,9 @@ pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<(), Box<dyn std::error:
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let data = vm.data().lock().unwrap();
     for (name, var) in data.iter() {
-        let view = st.tensor(name).map_err(|_| format!("{} lacks {name}", path.display()))?;
+        let view = st
+            .tensor(name)
+            .map_err(|_| format!("{} lacks {name}", path.display()))?;
         let t = candle_core::safetensors::Load::load(&view, var.device())?;
         var.set(&t.to_dtype(DType::F32)?)?;
     }
