@@ -143,4 +143,20 @@ mod tests {
         assert!(s < 0.999 && s > 0.5, "ms-ssim {s}");
         assert!(ms_ssim(&img[..30], &img[..30], 2, 5).is_none());
     }
+
+    /// Two flat images a and b: every scale's contrast-structure term is exactly 1 and the
+    /// luminance term is (2ab + C1)/(a² + b² + C1), so MS-SSIM = that to the power 0.1333.
+    #[test]
+    fn ms_ssim_closed_form_for_flat_images() {
+        let (w, h) = (200, 170);
+        for (a, b) in [(100u8, 110u8), (20, 200), (0, 255)] {
+            let x = vec![a; w * h * 3];
+            let y = vec![b; w * h * 3];
+            let (a, b) = (a as f64, b as f64);
+            let c1 = (0.01f64 * 255.0).powi(2);
+            let want = ((2.0 * a * b + c1) / (a * a + b * b + c1)).powf(0.1333);
+            let got = ms_ssim(&x, &y, w, h).unwrap();
+            assert!((got - want).abs() < 1e-12, "{a} vs {b}: {got} != {want}");
+        }
+    }
 }

@@ -1,0 +1,194 @@
+//! The codecs under test, behind one small trait: encode RGB8 to bytes at a setting, decode
+//! the bytes back to RGB8. Each one is a real encoder writing a real file.
+
+use lic::{ColorType, Image};
+
+/// One point of a codec's quality sweep.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    /// Label in tables (`q0.50`, `q75`).
+    pub label: String,
+    /// The encoder's own quality knob.
+    pub value: f32,
+}
+
+/// A codec the harness measures.
+pub trait Codec: Sync {
+    /// Short name: the curve's label and the file stem of its results.
+    fn name(&self) -> &str;
+    /// One line on the settings, printed under the tables.
+    fn description(&self) -> String;
+    /// Encodes an RGB8 image.
+    fn encode(&self, rgb: &[u8], w: u32, h: u32, setting: &Setting) -> Result<Vec<u8>, String>;
+    /// Decodes to RGB8 of the original size.
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// lic through its public library API.
+pub struct Lic {
+    codec: lic::Codec,
+    model: &'static str,
+}
+
+impl Lic {
+    /// The cw model with the embedded weights, or with a weights file.
+    pub fn cw(weights: Option<&std::path::Path>) -> Result<Self, lic::Error> {
+        let codec = match weights {
+            Some(p) => lic::Codec::from_weights_file(p)?,
+            None => lic::Codec::embedded()?,
+        };
+        Ok(Self { codec, model: "cw" })
+    }
+
+    /// `n` evenly spaced `-q` values from 0 to 1.
+    pub fn sweep(n: usize) -> Vec<Setting> {
+        (0..n)
+            .map(|i| {
+                let q = i as f32 / (n - 1).max(1) as f32;
+                Setting {
+                    label: format!("q{q:.3}"),
+                    value: q,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Codec for Lic {
+    fn name(&self) -> &str {
+        "lic-cw"
+    }
+    fn description(&self) -> String {
+        format!(
+            "lic {} model, weights {}, -q 0..1",
+            self.model,
+            self.codec.weights_id()
+        )
+    }
+    fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
+        let img = Image {
+            width: w,
+            height: h,
+            color: ColorType::Rgb,
+            data: rgb.to_vec(),
+        };
+        self.codec.encode(&img, s.value).map_err(|e| e.to_string())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let img = self.codec.decode(bytes).map_err(|e| e.to_string())?;
+        match img.color {
+            ColorType::Rgb => Ok(img.data),
+            c => Err(format!("lic decoded {c:?}, expected RGB")),
+        }
+    }
+}
+
+/// libjpeg-turbo through its TurboJPEG API: 4:2:0, optimized Huffman tables, islow DCT:
+/// the settings of `cjpeg -quality Q -optimize`, the anchors' reference curve.
+pub struct Jpeg;
+
+impl Jpeg {
+    /// Qualities 3..95. 3 and 4 extend the anchors' 5..95 sweep down to ~0.1 bpp, the start
+    /// of the BD-rate window, so low-rate codecs still overlap the reference.
+    pub fn sweep(quick: bool) -> Vec<Setting> {
+        let q: &[u32] = if quick {
+            &[3, 5, 10, 20, 30, 50, 75, 90]
+        } else {
+            &[
+                3, 4, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95,
+            ]
+        };
+        q.iter()
+            .map(|&q| Setting {
+                label: format!("q{q}"),
+                value: q as f32,
+            })
+            .collect()
+    }
+}
+
+impl Codec for Jpeg {
+    fn name(&self) -> &str {
+        "jpeg420"
+    }
+    fn description(&self) -> String {
+        "libjpeg-turbo 3 (TurboJPEG API, built from source by the turbojpeg crate): 4:2:0, optimized Huffman, baseline, quality 3-95".into()
+    }
+    fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
+        let e = |e: turbojpeg::Error| e.to_string();
+        let mut c = turbojpeg::Compressor::new().map_err(e)?;
+        c.set_quality(s.value as i32).map_err(e)?;
+        c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(e)?;
+        c.set_optimize(true).map_err(e)?;
+        let image = turbojpeg::Image {
+            pixels: rgb,
+            width: w as usize,
+            pitch: 3 * w as usize,
+            height: h as usize,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        c.compress_to_vec(image).map_err(e)
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let e = |e: turbojpeg::Error| e.to_string();
+        let mut d = turbojpeg::Decompressor::new().map_err(e)?;
+        let header = d.read_header(bytes).map_err(e)?;
+        let mut pixels = vec![0u8; 3 * header.width * header.height];
+        let image = turbojpeg::Image {
+            pixels: &mut pixels[..],
+            width: header.width,
+            pitch: 3 * header.width,
+            height: header.height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        d.decompress(bytes, image).map_err(e)?;
+        Ok(pixels)
+    }
+}
+
+/// libwebp (bundled source, built by libwebp-sys), lossy, method 6 like the anchors' `cwebp -m 6`.
+pub struct Webp;
+
+impl Webp {
+    /// Qualities 0..95, the anchors' sweep.
+    pub fn sweep(quick: bool) -> Vec<Setting> {
+        let q: &[u32] = if quick {
+            &[0, 10, 30, 50, 75, 90]
+        } else {
+            &[0, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95]
+        };
+        q.iter()
+            .map(|&q| Setting {
+                label: format!("q{q}"),
+                value: q as f32,
+            })
+            .collect()
+    }
+}
+
+impl Codec for Webp {
+    fn name(&self) -> &str {
+        "webp"
+    }
+    fn description(&self) -> String {
+        "libwebp (bundled by libwebp-sys), lossy, -m 6, quality 0-95".into()
+    }
+    fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
+        let mut config = webp::WebPConfig::new().map_err(|_| "WebPConfig".to_string())?;
+        config.quality = s.value;
+        config.method = 6;
+        let mem = webp::Encoder::from_rgb(rgb, w, h)
+            .encode_advanced(&config)
+            .map_err(|e| format!("webp encode: {e:?}"))?;
+        Ok(mem.to_vec())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let img = webp::Decoder::new(bytes)
+            .decode()
+            .ok_or("webp decode failed")?;
+        if img.is_alpha() {
+            return Err("webp decoded with alpha".into());
+        }
+        Ok(img.to_vec())
+    }
+}

@@ -1,0 +1,350 @@
+//! kodak-bench: lic's rate-distortion harness. Real encodes to bytes and real decodes for lic
+//! and the classic codecs on the Kodak set (or any folder), bpp from the byte count, PSNR and
+//! MS-SSIM on 8-bit RGB, wall times; BD-rates against libjpeg-turbo, CSV/JSON/Markdown
+//! results and SVG plots beside published reference curves.
+//!
+//! `cargo run --release -p kodak-bench` (full set) or `... -- --quick` (CI: a subset, and the
+//! regression gate in `gate.txt`).
+
+mod bdrate;
+mod codecs;
+mod plot;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use codecs::{Codec, Jpeg, Lic, Setting, Webp};
+use report::{Record, Series};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const HERE: &str = env!("CARGO_MANIFEST_DIR");
+/// The images `--quick` uses from the Kodak set: a portrait, fine texture, a face, flat colour.
+const QUICK_IMAGES: [&str; 4] = ["kodim04.png", "kodim08.png", "kodim15.png", "kodim23.png"];
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Rate-distortion harness: lic against libjpeg-turbo and libwebp"
+)]
+struct Args {
+    /// Folder of PNG images (default: the 24 Kodak images in kodak-bench/kodak).
+    dir: Option<PathBuf>,
+    /// A subset of images and rates that fits in a few minutes on 2 cores; checks the gate.
+    #[arg(long)]
+    quick: bool,
+    /// Use only the first N images (sorted by name).
+    #[arg(long)]
+    images: Option<usize>,
+    /// Worker threads for the codecs (default: all cores). Images run one at a time so the
+    /// times are per image.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder (default: kodak-bench/results, or results/quick with --quick).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// lic weights file (default: the weights embedded in lic).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Number of lic -q values, evenly spaced over [0, 1].
+    #[arg(long)]
+    lic_points: Option<usize>,
+    /// Skip WebP.
+    #[arg(long)]
+    no_webp: bool,
+    /// Regression gate file (`max_quick_bd_rate_psnr_percent = X`), checked with --quick.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/gate.txt"))]
+    gate: PathBuf,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kodak-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Picture {
+    name: String,
+    w: u32,
+    h: u32,
+    rgb: Vec<u8>,
+}
+
+fn load_images(dir: &Path, quick: bool, limit: Option<usize>) -> Result<Vec<Picture>, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .collect();
+    files.sort();
+    if quick {
+        let picked: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| QUICK_IMAGES.iter().any(|q| p.ends_with(q)))
+            .cloned()
+            .collect();
+        files = if picked.is_empty() {
+            files.into_iter().take(4).collect()
+        } else {
+            picked
+        };
+    }
+    if let Some(n) = limit {
+        files.truncate(n);
+    }
+    if files.is_empty() {
+        return Err(format!("no PNG images in {}", dir.display()));
+    }
+    files
+        .iter()
+        .map(|p| {
+            let img = lic::Image::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let rgb = img.to_dynamic().into_rgb8().into_raw();
+            Ok(Picture {
+                name: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                w: img.width,
+                h: img.height,
+                rgb,
+            })
+        })
+        .collect()
+}
+
+fn measure(codec: &dyn Codec, s: &Setting, p: &Picture) -> Result<Record, String> {
+    let t = Instant::now();
+    let bytes = codec.encode(&p.rgb, p.w, p.h, s)?;
+    let enc_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let out = codec.decode(&bytes)?;
+    let dec_ms = t.elapsed().as_secs_f64() * 1e3;
+    if out.len() != p.rgb.len() {
+        return Err(format!(
+            "{} decoded {} samples, expected {}",
+            codec.name(),
+            out.len(),
+            p.rgb.len()
+        ));
+    }
+    let (psnr, msssim) = rayon::join(
+        || lic::metrics::psnr(&p.rgb, &out),
+        || lic::metrics::ms_ssim(&p.rgb, &out, p.w as usize, p.h as usize).unwrap_or(f64::NAN),
+    );
+    Ok(Record {
+        codec: codec.name().into(),
+        setting: s.label.clone(),
+        image: p.name.clone(),
+        pixels: p.w as u64 * p.h as u64,
+        bytes: bytes.len(),
+        psnr,
+        msssim,
+        enc_ms,
+        dec_ms,
+    })
+}
+
+fn read_gate(path: &Path) -> Result<f64, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("gate {}: {e}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix("max_quick_bd_rate_psnr_percent"))
+        .and_then(|v| v.trim().trim_start_matches('=').trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{} has no max_quick_bd_rate_psnr_percent = X line",
+                path.display()
+            )
+        })
+}
+
+fn run(args: Args) -> Result<ExitCode, String> {
+    if let Some(n) = args.threads {
+        // candle's CPU kernels size their pools from RAYON_NUM_THREADS.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| e.to_string())?;
+    }
+    let default_dir = Path::new(HERE).join("kodak");
+    let dir = args.dir.clone().unwrap_or(default_dir.clone());
+    let out = args.out.clone().unwrap_or_else(|| {
+        let r = Path::new(HERE).join("results");
+        if args.quick {
+            r.join("quick")
+        } else {
+            r
+        }
+    });
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let pictures = load_images(&dir, args.quick, args.images)?;
+
+    let lic = Lic::cw(args.weights.as_deref()).map_err(|e| format!("lic: {e}"))?;
+    let lic_points = args.lic_points.unwrap_or(if args.quick { 5 } else { 8 });
+    let mut plan: Vec<(Box<dyn Codec>, Vec<Setting>)> = vec![
+        (Box::new(lic), Lic::sweep(lic_points)),
+        (Box::new(Jpeg), Jpeg::sweep(args.quick)),
+    ];
+    let mut skipped = vec![
+        "AVIF: not measured yet. ravif/rav1e would encode, but no AV1 decoder is set up that builds offline here (libdav1d-dev and libaom-dev are not installed; the pure-Rust rav1d is untried); the anchors' avifenc curve (`reference/classic_curves.csv`) is drawn in the plots instead.".to_string(),
+    ];
+    if args.no_webp {
+        skipped.push("WebP: skipped by --no-webp.".into());
+    } else {
+        plan.push((Box::new(Webp), Webp::sweep(args.quick)));
+    }
+
+    let total: usize = plan.iter().map(|(_, s)| s.len() * pictures.len()).sum();
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}, eta {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut records = Vec::with_capacity(total);
+    for (codec, settings) in &plan {
+        for s in settings {
+            for p in &pictures {
+                bar.set_message(format!("{} {} {}", codec.name(), s.label, p.name));
+                records.push(
+                    measure(codec.as_ref(), s, p)
+                        .map_err(|e| format!("{} {} {}: {e}", codec.name(), s.label, p.name))?,
+                );
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let series: Vec<Series> = plan
+        .iter()
+        .map(|(c, s)| {
+            let labels: Vec<String> = s.iter().map(|s| s.label.clone()).collect();
+            Series::from_records(c.name(), c.description(), &labels, &records)
+        })
+        .collect();
+    let jpeg = series
+        .iter()
+        .find(|s| s.name == "jpeg420")
+        .ok_or("no jpeg series")?
+        .clone();
+
+    let classic = include_str!("../reference/classic_curves.csv");
+    let published = report::read_published(include_str!("../reference/published.csv"));
+    let full_kodak =
+        !args.quick && args.images.is_none() && dir == default_dir && pictures.len() == 24;
+    let cross = if full_kodak {
+        report::jpeg_cross_check(&jpeg, &report::read_classic(classic, "jpeg420"))
+    } else {
+        Vec::new()
+    };
+
+    let mut references = published.clone();
+    for (codec, label) in [
+        ("avif444", "avifenc aom s6 4:4:4 (anchor)"),
+        ("jxl", "cjxl e7 (anchor)"),
+    ] {
+        references.push(report::Reference {
+            name: label.into(),
+            source: "shared/anchors/classic_curves.csv".into(),
+            points: report::read_classic(classic, codec),
+        });
+    }
+
+    let mode = if args.quick { " --quick" } else { "" };
+    let header = format!(
+        "# kodak-bench results{}\n\nGenerated by `cargo run --release -p kodak-bench{mode}` on {} images from `{}` ({}), {} threads. bpp from the whole file, PSNR and MS-SSIM on 8-bit RGB, means over images (CompressAI's aggregation). Regenerate whenever the shipped weights change.\n",
+        if args.quick { " (quick subset)" } else { "" },
+        pictures.len(),
+        dir.strip_prefix(HERE).map(|p| format!("kodak-bench/{}", p.display())).unwrap_or_else(|_| dir.display().to_string()),
+        pictures.iter().map(|p| p.name.trim_end_matches(".png")).collect::<Vec<_>>().join(" "),
+        args.threads.map_or_else(|| rayon::current_num_threads().to_string(), |n| n.to_string()),
+    );
+    let md = report::summary(&header, &series, &jpeg, &published, &cross, &skipped);
+    let io = |e: std::io::Error| e.to_string();
+    std::fs::write(out.join("SUMMARY.md"), &md).map_err(io)?;
+    report::write_per_image(&out.join("per_image.csv"), &records).map_err(io)?;
+    report::write_aggregate(&out.join("aggregate.csv"), &series).map_err(io)?;
+    for s in &series {
+        report::write_json(&out.join(format!("{}.json", s.name)), s).map_err(io)?;
+    }
+    let title = |m: &str| format!("Kodak ({} images): {m}", pictures.len());
+    plot::draw(
+        &out.join("psnr.svg"),
+        &title("PSNR vs rate"),
+        plot::Metric::Psnr,
+        &series,
+        &references,
+        1.6,
+    )?;
+    plot::draw(
+        &out.join("msssim.svg"),
+        &title("MS-SSIM vs rate"),
+        plot::Metric::MsSsimDb,
+        &series,
+        &references,
+        1.6,
+    )?;
+
+    // The BD table goes to stdout so CI logs show it.
+    let table_start = md.find("## BD-rate").unwrap_or(0);
+    let table_end = md[table_start..]
+        .find("\nTimes are")
+        .map_or(md.len(), |i| table_start + i);
+    println!("{}", &md[table_start..table_end]);
+    println!("wrote {}", out.display());
+
+    let mut ok = true;
+    for (b, o, a) in &cross {
+        let good = o
+            .zip(*a)
+            .is_some_and(|(o, a)| (o - a).abs() <= report::CROSS_CHECK_DB);
+        if !good {
+            eprintln!("JPEG cross-check failed at {b} bpp: ours {o:?} dB, anchor {a:?} dB");
+            ok = false;
+        }
+    }
+    if args.quick {
+        let limit = read_gate(&args.gate)?;
+        let lic_series = &series[0];
+        let bd = lic_series
+            .psnr_curve()
+            .zip(jpeg.psnr_curve())
+            .and_then(|(a, b)| bdrate::bd_rate(&a, &b));
+        match bd {
+            Some(v) if 100.0 * v <= limit => println!(
+                "gate: lic quick BD-rate {:+.1} % <= {limit:+.1} % (gate.txt): pass",
+                100.0 * v
+            ),
+            Some(v) => {
+                eprintln!(
+                    "gate: lic quick BD-rate {:+.1} % is worse than {limit:+.1} % (gate.txt): FAIL",
+                    100.0 * v
+                );
+                ok = false;
+            }
+            None => {
+                eprintln!("gate: lic's quick curve does not overlap JPEG's in the 0.1–1.5 bpp window: FAIL");
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
