@@ -108,6 +108,10 @@ enum Command {
         /// Straight-through rounding in the synthesis input (fine-tuning).
         #[arg(long)]
         ste: bool,
+        /// Start a fresh model from a linear transform code fitted to the data (PCA) instead
+        /// of random weights.
+        #[arg(long)]
+        pca_init: bool,
     },
     /// Turn a training checkpoint into a shipped weights file.
     #[cfg(feature = "train")]
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> Result<(), String> {
             log_every,
             warmup,
             ste,
+            pca_init,
         } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
@@ -282,6 +287,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 log_every,
                 warmup,
                 ste,
+                pca_init,
             };
             lic::train::train(&cfg).map_err(|e| e.to_string())
         }

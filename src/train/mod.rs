@@ -8,6 +8,7 @@
 
 pub mod data;
 pub mod export;
+pub mod pca_init;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct TrainConfig {
     /// Feed the synthesis the rounded latents (straight-through) instead of noisy ones:
     /// for fine-tuning a trained model to the hard quantizer it is used with.
     pub ste: bool,
+    /// Start a fresh model from a PCA transform code (see [`pca_init`]).
+    pub pca_init: bool,
 }
 
 /// Sets GDN Γ to 0.1·I in a fresh model (the parameter is squared: √0.1 on the diagonal).
@@ -154,6 +157,18 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         vm.load(&resume)?;
         step = read_step(&cfg.out);
         writeln!(log, "# resumed from {} at step {step}", resume.display())?;
+    } else if cfg.pca_init {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(7));
+        let report = pca_init::pca_init(&vm, &ds, &mut rng, 256, 128, &dev)?;
+        writeln!(log, "# {report}")?;
+    }
+    {
+        let v = validate(&model, &ds, &dev)?;
+        let s: Vec<String> = v
+            .iter()
+            .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
+            .collect();
+        writeln!(log, "val step {step} {} (start of run)", s.join(" "))?;
     }
     // The entropy-model and rate parameters (scales, gains, importance biases, context net)
     // live in log units and must travel several units early on: they get a 10x learning rate.

@@ -1,0 +1,243 @@
+//! A data-driven starting point for the cw transforms: a linear transform code (a cascade of
+//! principal component analyses, the Karhunen–Loève transform) written into the network's
+//! weights, so training starts from a working codec instead of from noise.
+//!
+//! With Γ = 0 every GDN is the identity and, using only the centre tap of each 3×3 kernel,
+//! each analysis stage is a linear map of space-to-depth blocks:
+//! - stages 0 and 1 copy the 2×2×3 and 4×4×3 pixel blocks through unchanged (12 ≤ 64 and
+//!   48 ≤ 96 channels);
+//! - stage 2 keeps the 128 principal components of the 8×8×3 blocks (of 192);
+//! - stage 3 keeps the 160 principal components of 2×2 groups of those (of 512), ordered by
+//!   variance, which is the order in which the importance map switches channels off.
+//!
+//! The synthesis is the transpose of each stage. Its ReLUs are kept linear by a constant
+//! offset added before each one and removed by the next layer's bias. The entropy model starts
+//! from each component's measured Laplace scale and a silent context network.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use nalgebra::{DMatrix, SymmetricEigen};
+use rand::Rng;
+
+use super::data::Dataset;
+use crate::model::cw::{LEVELS, M};
+use crate::model::layers::space_to_depth;
+
+/// Offsets that keep the synthesis ReLUs in their linear range: z2 holds principal components
+/// of 8×8×3 blocks in [−1, 1] (|z2| ≤ √192·2 ≈ 28), z1 and z0 hold pixels in [−1, 1].
+const OFFSET_Z2: f64 = 32.0;
+const OFFSET_PIXELS: f64 = 2.0;
+
+/// Principal axes of the rows of `v` (n × d): (mean (d), the top `k` axes as a k × d matrix
+/// ordered by decreasing variance, their variances).
+fn pca(v: &Tensor, k: usize) -> candle_core::Result<(Vec<f64>, DMatrix<f64>, Vec<f64>)> {
+    let (n, d) = v.dims2()?;
+    let v = v.to_dtype(DType::F64)?;
+    let mean = (v.sum(0)? / n as f64)?;
+    let c = v.broadcast_sub(&mean.reshape((1, d))?)?;
+    let cov = (c.t()?.matmul(&c)? / n as f64)?;
+    let cov: Vec<f64> = cov.flatten_all()?.to_vec1()?;
+    let eig = SymmetricEigen::new(DMatrix::from_row_slice(d, d, &cov));
+    let mut order: Vec<usize> = (0..d).collect();
+    order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
+    let mut p = DMatrix::zeros(k, d);
+    let mut var = Vec::with_capacity(k);
+    for (row, &j) in order.iter().take(k).enumerate() {
+        let col = eig.eigenvectors.column(j);
+        // Sign convention: the largest entry positive, so the result is reproducible.
+        let s = if col
+            .iter()
+            .fold(0.0f64, |m, &x| if x.abs() > m.abs() { x } else { m })
+            < 0.0
+        {
+            -1.0
+        } else {
+            1.0
+        };
+        for i in 0..d {
+            p[(row, i)] = s * col[i];
+        }
+        var.push(eig.eigenvalues[j].max(0.0));
+    }
+    Ok((mean.to_vec1()?, p, var))
+}
+
+/// `(B, C, h, w)` → `(B·h·w, C)`.
+fn rows(t: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = t.dims4()?;
+    t.permute((0, 2, 3, 1))?
+        .contiguous()?
+        .reshape((b * h * w, c))
+}
+
+/// A 3×3 kernel `(cout, cin, 3, 3)` that is `centre` (cout × cin, row-major) in the middle.
+fn centre_kernel(
+    cout: usize,
+    cin: usize,
+    centre: &[f64],
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let mut v = vec![0f32; cout * cin * 9];
+    for o in 0..cout {
+        for i in 0..cin {
+            v[(o * cin + i) * 9 + 4] = centre[o * cin + i] as f32;
+        }
+    }
+    Tensor::from_vec(v, (cout, cin, 3, 3), dev)
+}
+
+fn set(
+    vars: &std::collections::HashMap<String, Var>,
+    name: &str,
+    t: Tensor,
+) -> candle_core::Result<()> {
+    let var = vars
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))?;
+    var.set(&t.to_dtype(DType::F32)?.reshape(var.shape())?)
+}
+
+/// Writes the linear transform code into `vm`, with statistics from `crops` random
+/// `patch`² crops of the training set. Returns a one-line report (variance kept).
+pub fn pca_init(
+    vm: &VarMap,
+    ds: &Dataset,
+    rng: &mut impl Rng,
+    crops: usize,
+    patch: usize,
+    dev: &Device,
+) -> candle_core::Result<String> {
+    let x = ds.batch(rng, crops, patch, dev)?;
+    let xp = ((x - 0.5)? * 2.0)?;
+    // 8×8×3 blocks, in the channel order the network's space-to-depth stages produce.
+    let v2 = space_to_depth(&space_to_depth(&space_to_depth(&xp, 2)?, 2)?, 2)?;
+    let (mu2, p2, var2) = pca(&rows(&v2)?, 128)?;
+    let mu2_t = Tensor::from_vec(mu2.clone(), (1, 192, 1, 1), dev)?;
+    // nalgebra stores column-major: read as (d, k) row-major that is Pᵀ, so transpose.
+    let p2_t = Tensor::from_vec(p2.iter().copied().collect::<Vec<f64>>(), (192, 128), dev)?.t()?;
+    let c2 = v2.to_dtype(DType::F64)?.broadcast_sub(&mu2_t)?;
+    let (b, _, h, w) = c2.dims4()?;
+    let z2 = p2_t
+        .broadcast_matmul(&c2.reshape((b, 192, h * w))?)?
+        .reshape((b, 128, h, w))?;
+    let v3 = space_to_depth(&z2, 2)?;
+    let (mu3, p3, var3) = pca(&rows(&v3)?, M)?;
+    // Mean absolute deviation of each component: the Laplace scale of a centred coefficient.
+    let mu3_t = Tensor::from_vec(mu3.clone(), (1, 512, 1, 1), dev)?;
+    let p3_t = Tensor::from_vec(p3.iter().copied().collect::<Vec<f64>>(), (512, M), dev)?.t()?;
+    let c3 = v3.broadcast_sub(&mu3_t)?;
+    let (b3, _, h3, w3) = c3.dims4()?;
+    let y = p3_t.broadcast_matmul(&c3.reshape((b3, 512, h3 * w3))?)?; // (B, M, n)
+    let mad: Vec<f64> = y.abs()?.mean(2)?.mean(0)?.to_vec1()?;
+
+    let p2r = |o: usize, i: usize| if i < 192 { p2[(o, i)] } else { 0.0 };
+    let p3r = |o: usize, i: usize| p3[(o, i)];
+    let data = vm.data().lock().unwrap();
+    let eye = |cout: usize, cin: usize, n: usize| {
+        let mut v = vec![0.0; cout * cin];
+        for k in 0..n {
+            v[k * cin + k] = 1.0;
+        }
+        v
+    };
+
+    // Analysis.
+    set(
+        &data,
+        "enc.0.weight",
+        centre_kernel(64, 12, &eye(64, 12, 12), dev)?,
+    )?;
+    set(&data, "enc.0.bias", Tensor::zeros(64, DType::F32, dev)?)?;
+    set(
+        &data,
+        "enc.1.weight",
+        centre_kernel(96, 256, &eye(96, 256, 48), dev)?,
+    )?;
+    set(&data, "enc.1.bias", Tensor::zeros(96, DType::F32, dev)?)?;
+    let w2: Vec<f64> = (0..128 * 384).map(|k| p2r(k / 384, k % 384)).collect();
+    set(&data, "enc.2.weight", centre_kernel(128, 384, &w2, dev)?)?;
+    let b2: Vec<f64> = (0..128)
+        .map(|o| -(0..192).map(|i| p2[(o, i)] * mu2[i]).sum::<f64>())
+        .collect();
+    set(&data, "enc.2.bias", Tensor::new(b2, dev)?)?;
+    let mut w3 = vec![0.0; (M + 1) * 512];
+    for o in 0..M {
+        for i in 0..512 {
+            w3[o * 512 + i] = p3r(o, i);
+        }
+    }
+    set(&data, "enc.3.weight", centre_kernel(M + 1, 512, &w3, dev)?)?;
+    let mut b3 = vec![0.0; M + 1];
+    for (o, b) in b3.iter_mut().enumerate().take(M) {
+        *b = -(0..512).map(|i| p3r(o, i) * mu3[i]).sum::<f64>();
+    }
+    set(&data, "enc.3.bias", Tensor::new(b3, dev)?)?;
+    for (name, var) in data.iter() {
+        if name.starts_with("enc_gdn.") && name.ends_with(".gamma") {
+            var.set(&var.zeros_like()?)?;
+        }
+        if name.starts_with("enc_gdn.") && name.ends_with(".beta") {
+            var.set(&var.ones_like()?)?;
+        }
+    }
+
+    // Synthesis: transposes, with the ReLU offsets.
+    let wd0: Vec<f64> = (0..512 * M).map(|k| p3r(k % M, k / M)).collect();
+    set(&data, "dec.0.weight", centre_kernel(512, M, &wd0, dev)?)?;
+    let bd0: Vec<f64> = (0..512).map(|o| mu3[o] + OFFSET_Z2).collect();
+    set(&data, "dec.0.bias", Tensor::new(bd0, dev)?)?;
+    let wd1: Vec<f64> = (0..384 * 128).map(|k| p2r(k % 128, k / 128)).collect();
+    set(&data, "dec.1.weight", centre_kernel(384, 128, &wd1, dev)?)?;
+    let bd1: Vec<f64> = (0..384)
+        .map(|o| {
+            let m = if o < 192 { mu2[o] } else { 0.0 };
+            m + OFFSET_PIXELS - OFFSET_Z2 * (0..128).map(|i| p2r(i, o)).sum::<f64>()
+        })
+        .collect();
+    set(&data, "dec.1.bias", Tensor::new(bd1, dev)?)?;
+    set(
+        &data,
+        "dec.2.weight",
+        centre_kernel(256, 96, &eye(256, 96, 48), dev)?,
+    )?;
+    let bd2: Vec<f64> = (0..256)
+        .map(|o| if o < 48 { 0.0 } else { OFFSET_PIXELS })
+        .collect();
+    set(&data, "dec.2.bias", Tensor::new(bd2, dev)?)?;
+    set(
+        &data,
+        "dec.3.weight",
+        centre_kernel(12, 64, &eye(12, 64, 12), dev)?,
+    )?;
+    set(
+        &data,
+        "dec.3.bias",
+        Tensor::full(-OFFSET_PIXELS as f32, 12, dev)?,
+    )?;
+
+    // Entropy model: ln σ of each component (gain 1) at every level; no context at first.
+    let base: Vec<f64> = (0..LEVELS * M).map(|k| mad[k % M].max(1e-3).ln()).collect();
+    set(&data, "base", Tensor::from_vec(base, (LEVELS, M), dev)?)?;
+    for name in ["ctx2.weight", "ctx2.bias"] {
+        if let Some(v) = data.get(name) {
+            v.set(&v.zeros_like()?)?;
+        }
+    }
+    let total2: f64 = {
+        let v = rows(&v2)?.to_dtype(DType::F64)?;
+        let n = v.dim(0)? as f64;
+        let mean = (v.sum(0)? / n)?;
+        v.broadcast_sub(&mean)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?
+            / n
+    };
+    let kept2: f64 = var2.iter().sum::<f64>() / total2.max(1e-12);
+    // A 2×2 group of z2 vectors carries four times their summed variance.
+    let kept3: f64 = var3.iter().sum::<f64>() / (4.0 * var2.iter().sum::<f64>()).max(1e-12);
+    Ok(format!(
+        "pca init from {crops} crops of {patch}²: stage 2 keeps {:.4} of the 8×8×3 block variance, stage 3 keeps {:.4} of the rest",
+        kept2, kept3
+    ))
+}
