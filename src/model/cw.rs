@@ -5,7 +5,7 @@
 //!  x ─► s2d·conv·GDN ×3 ─► s2d·conv ─┬─► y (M ch, /16) ─► ×gain(q) ─► round ─► ŷ ─► mask ─┐
 //!                                    └─► importance logit ─► +bias(q) ─► level ∈ [0, L) ──┤
 //!                                                                                       ▼
-//!  x̂ ◄─ conv·d2s ◄─ (IGDN·conv·d2s) ×3 ◄─────────────────────────────── ŷ·mask / gain(q)
+//!  x̂ ◄─ conv·d2s ◄─ (IGDN|ReLU·conv·d2s) ×3 ◄─────────────────────────────── ŷ·mask / gain(q)
 //!
 //!  entropy model (Laplace, scale σ): ln σ[c] = base[level][c] + ln gain[c](q) (+ ctx(anchor neighbours) off-anchor)
 //! ```
@@ -43,12 +43,23 @@ pub const SCALE_MAX: f64 = 64.0;
 /// See [`SCALE_MIN`].
 pub const SCALE_COUNT: usize = 64;
 
+/// The non-linearity between synthesis stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synthesis {
+    /// ReLU (the first shipped weights).
+    Relu,
+    /// Inverse GDN (`dec_gdn.*` tensors): the identity when Γ = 0, so a linear (PCA) start
+    /// stays linear until training bends it.
+    Igdn,
+}
+
 /// The float model. Built from a `VarBuilder`: a `VarMap` when training, the shipped
 /// safetensors when coding.
 pub struct CwModel {
     enc: Vec<Conv>,
     enc_gdn: Vec<Gdn>,
     dec: Vec<Conv>,
+    dec_gdn: Option<Vec<Gdn>>,
     /// `(RATE_POINTS, M)`: ln of the per-channel gain of each rate point.
     pub log_gain: Tensor,
     /// `(RATE_POINTS,)`: bias added to the importance logit at each rate point.
@@ -100,8 +111,19 @@ pub struct TrainOutput {
 }
 
 impl CwModel {
-    /// Creates (training) or loads (coding) the model.
+    /// Loads the model, with the synthesis the tensors describe (inverse GDN when
+    /// `dec_gdn.*` is present, else ReLU); on an empty `VarMap` this creates a ReLU model.
     pub fn new(vb: VarBuilder) -> Result<Self> {
+        let synthesis = if vb.contains_tensor("dec_gdn.0.beta") {
+            Synthesis::Igdn
+        } else {
+            Synthesis::Relu
+        };
+        Self::with_synthesis(vb, synthesis)
+    }
+
+    /// Creates (training) or loads (coding) the model with the given synthesis non-linearity.
+    pub fn with_synthesis(vb: VarBuilder, synthesis: Synthesis) -> Result<Self> {
         let enc_ch = [3 * 4, 64, 96, 128];
         let enc_out = [64, 96, 128, M + 1];
         let mut enc = Vec::new();
@@ -125,6 +147,14 @@ impl CwModel {
                 3,
             )?);
         }
+        let dec_gdn = match synthesis {
+            Synthesis::Relu => None,
+            Synthesis::Igdn => Some(
+                (0..3)
+                    .map(|i| Gdn::new(vb.pp(format!("dec_gdn.{i}")), dec_out[i], true))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
         let dev = vb.device().clone();
         let lg0 = (3.0f64).ln();
         let lg1 = (20.0f64).ln();
@@ -154,6 +184,7 @@ impl CwModel {
             enc,
             enc_gdn,
             dec,
+            dec_gdn,
             log_gain,
             map_bias,
             base,
@@ -161,6 +192,15 @@ impl CwModel {
             ctx2,
             device: dev,
         })
+    }
+
+    /// The synthesis non-linearity.
+    pub fn synthesis_kind(&self) -> Synthesis {
+        if self.dec_gdn.is_some() {
+            Synthesis::Igdn
+        } else {
+            Synthesis::Relu
+        }
     }
 
     /// The device the model lives on.
@@ -187,7 +227,10 @@ impl CwModel {
         for i in 0..4 {
             h = depth_to_space(&self.dec[i].forward(&h)?, 2)?;
             if i < 3 {
-                h = h.relu()?;
+                h = match &self.dec_gdn {
+                    Some(g) => g[i].forward(&h)?,
+                    None => h.relu()?,
+                };
             }
         }
         (h * 0.5)? + 0.5

@@ -133,7 +133,10 @@ pub fn int_params(
 /// Writes the shipped weights file from a checkpoint.
 pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut vm = VarMap::new();
-    let model = CwModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    let model = CwModel::with_synthesis(
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+        super::synthesis_of(ckpt)?,
+    )?;
     super::load_into(&mut vm, ckpt)?;
     let int = int_params(&vm, &model, data)?;
 

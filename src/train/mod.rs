@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
-use crate::model::cw::{CwModel, RatePos, RATE_POINTS};
+use crate::model::cw::{CwModel, RatePos, Synthesis, RATE_POINTS};
 use data::Dataset;
 
 /// Settings of a training run.
@@ -144,11 +144,20 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         cfg.lr
     )?;
 
+    let resume = cfg.out.join("ckpt.safetensors");
+    let source = cfg
+        .init
+        .clone()
+        .or_else(|| resume.exists().then(|| resume.clone()));
+    let synthesis = match &source {
+        Some(p) => synthesis_of(p)?,
+        None if cfg.pca_init => Synthesis::Igdn,
+        None => Synthesis::Relu,
+    };
     let mut vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-    let model = CwModel::new(vb)?;
+    let model = CwModel::with_synthesis(vb, synthesis)?;
     init_fresh(&vm, &dev)?;
-    let resume = cfg.out.join("ckpt.safetensors");
     let mut step = 0;
     if let Some(init) = &cfg.init {
         load_into(&mut vm, init)?;
@@ -159,7 +168,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         writeln!(log, "# resumed from {} at step {step}", resume.display())?;
     } else if cfg.pca_init {
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(7));
-        let report = pca_init::pca_init(&vm, &ds, &mut rng, 256, 128, &dev)?;
+        let report = pca_init::pca_init(&vm, &model, &ds, &mut rng, 256, 128, &dev)?;
         writeln!(log, "# {report}")?;
     }
     {
@@ -271,6 +280,17 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     bar.finish();
     Ok(())
+}
+
+/// The synthesis a checkpoint or weights file was trained with.
+pub fn synthesis_of(path: &Path) -> Result<Synthesis, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    Ok(if st.names().iter().any(|n| n.starts_with("dec_gdn.")) {
+        Synthesis::Igdn
+    } else {
+        Synthesis::Relu
+    })
 }
 
 /// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
