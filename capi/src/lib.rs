@@ -1,0 +1,288 @@
+//! The C ABI of the lic decoder (`include/lic.h`): header info, decoding to RGBA8 or to the
+//! file's own layout under limits, releasing pixel buffers, and error strings.
+//!
+//! Every entry point checks its pointers, never unwinds into C (panics are caught and
+//! reported as `LIC_ERR_INTERNAL`), and records a per-thread message for `lic_last_error`.
+#![deny(missing_docs)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+use lic::{ColorType, CwWeights, Error, Limits};
+
+/// Success.
+pub const LIC_OK: i32 = 0;
+/// A null pointer or an impossible argument.
+pub const LIC_ERR_ARGUMENT: i32 = 1;
+/// Not a .lic file, truncated, corrupt.
+pub const LIC_ERR_FORMAT: i32 = 2;
+/// The image exceeds the limits.
+pub const LIC_ERR_LIMITS: i32 = 3;
+/// The file needs other weights.
+pub const LIC_ERR_WEIGHTS: i32 = 4;
+/// Out of memory or an internal failure.
+pub const LIC_ERR_INTERNAL: i32 = 5;
+
+/// Decoder limits (`LicLimits`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LicLimits {
+    /// Largest width.
+    pub max_width: u32,
+    /// Largest height.
+    pub max_height: u32,
+    /// Largest pixel count.
+    pub max_pixels: u64,
+}
+
+/// Header facts (`LicInfo`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LicInfo {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Samples per pixel of the coded image.
+    pub channels: u32,
+    /// Quality the file was made with, 0..1.
+    pub quality: f32,
+    /// File size.
+    pub file_bytes: u64,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn remember(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn status_of(e: &Error) -> i32 {
+    match e {
+        Error::Format(_) | Error::Entropy(_) => LIC_ERR_FORMAT,
+        Error::Limits { .. } => LIC_ERR_LIMITS,
+        Error::WrongWeights { .. } | Error::Weights(_) => LIC_ERR_WEIGHTS,
+        Error::Quality(_) | Error::Input(_) => LIC_ERR_ARGUMENT,
+        _ => LIC_ERR_INTERNAL,
+    }
+}
+
+/// Runs `f`, turning errors and panics into a status code and a remembered message.
+fn guard(f: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => {
+            remember("");
+            LIC_OK
+        }
+        Ok(Err((status, msg))) => {
+            remember(&msg);
+            status
+        }
+        Err(_) => {
+            remember("internal error (panic caught at the C boundary)");
+            LIC_ERR_INTERNAL
+        }
+    }
+}
+
+fn lic_err(e: Error) -> (i32, String) {
+    (status_of(&e), e.to_string())
+}
+
+fn weights() -> Result<&'static CwWeights, (i32, String)> {
+    static W: OnceLock<Result<CwWeights, String>> = OnceLock::new();
+    W.get_or_init(|| CwWeights::embedded().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| (LIC_ERR_WEIGHTS, e.clone()))
+}
+
+/// # Safety
+/// `data` must point to `len` readable bytes (or be null, which is refused).
+unsafe fn input<'a>(data: *const u8, len: usize) -> Result<&'a [u8], (i32, String)> {
+    if data.is_null() {
+        return Err((LIC_ERR_ARGUMENT, "data is NULL".into()));
+    }
+    // SAFETY: the caller promises `len` readable bytes at `data`.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) })
+}
+
+fn limits_of(l: *const LicLimits) -> Limits {
+    // SAFETY: a non-null pointer must point to a LicLimits (header contract).
+    match unsafe { l.as_ref() } {
+        Some(l) => Limits {
+            max_width: l.max_width,
+            max_height: l.max_height,
+            max_pixels: l.max_pixels,
+        },
+        None => Limits::default(),
+    }
+}
+
+fn hand_out(v: Vec<u8>) -> *mut u8 {
+    Box::into_raw(v.into_boxed_slice()) as *mut u8
+}
+
+/// The default limits.
+#[no_mangle]
+pub extern "C" fn lic_default_limits() -> LicLimits {
+    let l = Limits::default();
+    LicLimits {
+        max_width: l.max_width,
+        max_height: l.max_height,
+        max_pixels: l.max_pixels,
+    }
+}
+
+/// Reads the header and chunk table (CRCs checked); runs no network.
+///
+/// # Safety
+/// `data` must point to `len` readable bytes; `out` to a writable `LicInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn lic_info(data: *const u8, len: usize, out: *mut LicInfo) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if out.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "out is NULL".into()));
+        }
+        let info = lic::info(bytes).map_err(lic_err)?;
+        let h = &info.header;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe {
+            *out = LicInfo {
+                width: h.width,
+                height: h.height,
+                channels: h.color.channels() as u32,
+                quality: h.quality as f32 / 65535.0,
+                file_bytes: info.file_bytes as u64,
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Decodes to the file's own layout.
+///
+/// # Safety
+/// `data` must point to `len` readable bytes; every out-pointer must be writable; `limits`
+/// is null or points to a `LicLimits`.
+#[no_mangle]
+pub unsafe extern "C" fn lic_decode(
+    data: *const u8,
+    len: usize,
+    limits: *const LicLimits,
+    pixels: *mut *mut u8,
+    out_len: *mut usize,
+    width: *mut u32,
+    height: *mut u32,
+    channels: *mut u32,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if pixels.is_null()
+            || out_len.is_null()
+            || width.is_null()
+            || height.is_null()
+            || channels.is_null()
+        {
+            return Err((LIC_ERR_ARGUMENT, "an output pointer is NULL".into()));
+        }
+        let img = lic::codec::decode(bytes, weights()?, &limits_of(limits)).map_err(lic_err)?;
+        // SAFETY: all checked non-null; the caller promises they are writable.
+        unsafe {
+            *width = img.width;
+            *height = img.height;
+            *channels = img.color.channels() as u32;
+            *out_len = img.data.len();
+            *pixels = hand_out(img.data);
+        }
+        Ok(())
+    })
+}
+
+/// Decodes to RGBA8.
+///
+/// # Safety
+/// As [`lic_decode`].
+#[no_mangle]
+pub unsafe extern "C" fn lic_decode_rgba8(
+    data: *const u8,
+    len: usize,
+    limits: *const LicLimits,
+    pixels: *mut *mut u8,
+    width: *mut u32,
+    height: *mut u32,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if pixels.is_null() || width.is_null() || height.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "an output pointer is NULL".into()));
+        }
+        let img = lic::codec::decode(bytes, weights()?, &limits_of(limits)).map_err(lic_err)?;
+        let n = img.width as usize * img.height as usize;
+        let mut rgba = Vec::new();
+        rgba.try_reserve_exact(n * 4)
+            .map_err(|_| (LIC_ERR_INTERNAL, "out of memory".to_string()))?;
+        let d = &img.data;
+        match img.color {
+            ColorType::Gray => d
+                .iter()
+                .for_each(|&g| rgba.extend_from_slice(&[g, g, g, 255])),
+            ColorType::GrayAlpha => d
+                .chunks_exact(2)
+                .for_each(|p| rgba.extend_from_slice(&[p[0], p[0], p[0], p[1]])),
+            ColorType::Rgb => d
+                .chunks_exact(3)
+                .for_each(|p| rgba.extend_from_slice(&[p[0], p[1], p[2], 255])),
+            ColorType::Rgba => rgba.extend_from_slice(d),
+        }
+        // SAFETY: all checked non-null; the caller promises they are writable.
+        unsafe {
+            *width = img.width;
+            *height = img.height;
+            *pixels = hand_out(rgba);
+        }
+        Ok(())
+    })
+}
+
+/// Releases a buffer returned by a decode function.
+///
+/// # Safety
+/// `pixels` must be null or a pointer returned by `lic_decode*` with its length, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lic_free(pixels: *mut u8, len: usize) {
+    if !pixels.is_null() {
+        // SAFETY: `pixels`/`len` came from `hand_out` (a boxed slice of exactly `len` bytes).
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(pixels, len)) });
+    }
+}
+
+/// A static description of a status code.
+#[no_mangle]
+pub extern "C" fn lic_status_string(status: i32) -> *const c_char {
+    let s: &'static [u8] = match status {
+        LIC_OK => b"ok\0",
+        LIC_ERR_ARGUMENT => b"invalid argument\0",
+        LIC_ERR_FORMAT => b"not a valid .lic file (corrupt, truncated or unsupported)\0",
+        LIC_ERR_LIMITS => b"image exceeds the decoder limits\0",
+        LIC_ERR_WEIGHTS => b"the file needs weights this library does not have\0",
+        LIC_ERR_INTERNAL => b"internal error or out of memory\0",
+        _ => b"unknown status\0",
+    };
+    s.as_ptr() as *const c_char
+}
+
+/// The last failure's message on this thread ("" after a success).
+#[no_mangle]
+pub extern "C" fn lic_last_error() -> *const c_char {
+    // The pointer stays valid until the next lic call on this thread replaces the string.
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}

@@ -1,0 +1,92 @@
+//! Compiles `decode_golden.c` with the system C compiler against the cdylib, decodes every
+//! golden vector through the C ABI, and checks the pixels: the program's FNV-1a hash must be
+//! that of the pixels whose SHA-256 `format-spec/golden/EXPECTED.txt` records.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+fn fnv1a(p: &[u8]) -> u64 {
+    p.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The folder cargo put this crate's cdylib in (beside the test binary's `deps/`).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap().to_path_buf();
+    for d in [deps.clone(), deps.parent().unwrap().to_path_buf()] {
+        if d.join("liblic_capi.so").exists() {
+            return d;
+        }
+    }
+    panic!("liblic_capi.so not found near {}", deps.display());
+}
+
+#[test]
+fn c_program_decodes_the_golden_vectors() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let golden = here.join("../format-spec/golden");
+    let dir = tempfile_dir();
+    let prog = dir.join("decode_golden");
+    let lib = lib_dir();
+    let st = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg(here.join("tests/decode_golden.c"))
+        .arg("-I")
+        .arg(here.join("include"))
+        .arg("-L")
+        .arg(&lib)
+        .arg("-llic_capi")
+        .arg("-o")
+        .arg(&prog)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success(), "cc failed");
+
+    let expected = std::fs::read_to_string(golden.join("EXPECTED.txt")).unwrap();
+    let mut checked = 0;
+    for line in expected.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let bytes = std::fs::read(golden.join(f[0])).unwrap();
+        let img = lic::decode(&bytes).unwrap();
+        assert_eq!(
+            hex(&Sha256::digest(&img.data)),
+            f[2],
+            "{}: Rust decode",
+            f[0]
+        );
+        let out = Command::new(&prog)
+            .arg(golden.join(f[0]))
+            .env("LD_LIBRARY_PATH", &lib)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f[0],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = format!(
+            "{} {} {} {:016x}\n",
+            img.width,
+            img.height,
+            img.color.channels(),
+            fnv1a(&img.data)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want, "{}", f[0]);
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lic-capi-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

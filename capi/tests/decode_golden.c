@@ -1,0 +1,60 @@
+/* Decodes a golden .lic file through the C ABI and prints its size, channel count and the
+ * FNV-1a-64 hash of the decoded samples; also checks that errors come back as codes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lic.h"
+
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s FILE.lic\n", argv[0]);
+        return 2;
+    }
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) { perror(argv[1]); return 2; }
+    static uint8_t buf[1 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+
+    LicInfo info;
+    int st = lic_info(buf, len, &info);
+    if (st != LIC_OK) { fprintf(stderr, "info: %s: %s\n", lic_status_string(st), lic_last_error()); return 1; }
+
+    uint8_t *px = NULL;
+    size_t n = 0;
+    uint32_t w = 0, h = 0, c = 0;
+    st = lic_decode(buf, len, NULL, &px, &n, &w, &h, &c);
+    if (st != LIC_OK) { fprintf(stderr, "decode: %s: %s\n", lic_status_string(st), lic_last_error()); return 1; }
+    if (w != info.width || h != info.height || c != info.channels || n != (size_t)w * h * c) {
+        fprintf(stderr, "decode disagrees with info\n");
+        return 1;
+    }
+    printf("%u %u %u %016llx\n", w, h, c, (unsigned long long)fnv1a(px, n));
+    lic_free(px, n);
+
+    uint8_t *rgba = NULL;
+    st = lic_decode_rgba8(buf, len, NULL, &rgba, &w, &h);
+    if (st != LIC_OK) { fprintf(stderr, "rgba: %s\n", lic_last_error()); return 1; }
+    lic_free(rgba, (size_t)w * h * 4);
+
+    /* Limits smaller than the image: refused before decoding. */
+    LicLimits tiny = lic_default_limits();
+    tiny.max_width = 1;
+    st = lic_decode_rgba8(buf, len, &tiny, &rgba, &w, &h);
+    if (st != LIC_ERR_LIMITS) { fprintf(stderr, "tiny limits gave %d\n", st); return 1; }
+    /* A truncated file and a NULL pointer. */
+    st = lic_decode_rgba8(buf, len / 2, NULL, &rgba, &w, &h);
+    if (st != LIC_ERR_FORMAT || strlen(lic_last_error()) == 0) { fprintf(stderr, "truncated gave %d\n", st); return 1; }
+    st = lic_info(NULL, 0, &info);
+    if (st != LIC_ERR_ARGUMENT) { fprintf(stderr, "NULL gave %d\n", st); return 1; }
+    return 0;
+}
