@@ -21,8 +21,11 @@
 pub mod codec;
 pub mod container;
 pub mod entropy;
+#[cfg(feature = "image-integration")]
+pub mod image_integration;
 pub mod metrics;
 pub mod model;
+pub mod stream;
 #[cfg(feature = "train")]
 pub mod train;
 
@@ -199,7 +202,7 @@ impl Default for Limits {
 }
 
 impl Limits {
-    fn check(&self, width: u32, height: u32) -> Result<(), Error> {
+    pub(crate) fn check(&self, width: u32, height: u32) -> Result<(), Error> {
         let err = |what| {
             Err(Error::Limits {
                 width,
@@ -255,7 +258,7 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
 /// An encoder/decoder with loaded weights.
 pub struct Codec {
     weights: CwWeights,
-    limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 impl Codec {

@@ -1,0 +1,137 @@
+//! `image` crate integration: [`LicDecoder`] implements `image::ImageDecoder` (with
+//! `set_limits`), and [`register_image_hooks`] lets `image::open("x.lic")` decode `.lic`
+//! files by extension or by signature.
+//!
+//! ```no_run
+//! lic::image_integration::register_image_hooks();
+//! let img = image::open("photo.lic").unwrap();
+//! ```
+
+use std::io::Read;
+
+use image::error::{
+    DecodingError, ImageFormatHint, LimitError, LimitErrorKind, UnsupportedError,
+    UnsupportedErrorKind,
+};
+use image::{ImageDecoder, ImageError, ImageResult};
+
+use crate::container::{self, ColorType, Header};
+use crate::{Codec, Error, Limits};
+
+/// Largest `.lic` file the decoder reads from a stream (1 GiB): the chunk length limit.
+const MAX_FILE: u64 = container::MAX_CHUNK_LEN as u64;
+
+fn hint() -> ImageFormatHint {
+    ImageFormatHint::Name("lic".into())
+}
+
+fn to_image_error(e: Error) -> ImageError {
+    match e {
+        Error::Io(io) => ImageError::IoError(io),
+        Error::Limits { .. } => {
+            ImageError::Limits(LimitError::from_kind(LimitErrorKind::DimensionError))
+        }
+        Error::WrongWeights { .. } | Error::Weights(_) => {
+            ImageError::Unsupported(UnsupportedError::from_format_and_kind(
+                hint(),
+                UnsupportedErrorKind::GenericFeature(e.to_string()),
+            ))
+        }
+        other => ImageError::Decoding(DecodingError::new(hint(), other)),
+    }
+}
+
+/// An `image::ImageDecoder` for `.lic` data, decoding with the embedded weights.
+pub struct LicDecoder {
+    bytes: Vec<u8>,
+    header: Header,
+    limits: Limits,
+}
+
+impl LicDecoder {
+    /// Reads the whole stream (at most 1 GiB) and its header; runs no network yet.
+    pub fn new<R: Read>(reader: R) -> Result<Self, Error> {
+        let mut bytes = Vec::new();
+        reader.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(Error::Input("file larger than 1 GiB".into()));
+        }
+        let header = container::read_header(&bytes)?;
+        let limits = Limits::default();
+        limits.check(header.width, header.height)?;
+        Ok(Self {
+            bytes,
+            header,
+            limits,
+        })
+    }
+}
+
+impl ImageDecoder for LicDecoder {
+    fn dimensions(&self) -> (u32, u32) {
+        (self.header.width, self.header.height)
+    }
+
+    fn color_type(&self) -> image::ColorType {
+        match self.header.color {
+            ColorType::Gray => image::ColorType::L8,
+            ColorType::GrayAlpha => image::ColorType::La8,
+            ColorType::Rgb => image::ColorType::Rgb8,
+            ColorType::Rgba => image::ColorType::Rgba8,
+        }
+    }
+
+    fn set_limits(&mut self, limits: image::Limits) -> ImageResult<()> {
+        let (w, h) = self.dimensions();
+        limits.check_dimensions(w, h)?;
+        if let Some(mw) = limits.max_image_width {
+            self.limits.max_width = self.limits.max_width.min(mw);
+        }
+        if let Some(mh) = limits.max_image_height {
+            self.limits.max_height = self.limits.max_height.min(mh);
+        }
+        if let Some(alloc) = limits.max_alloc {
+            // The output buffer alone needs total_bytes(); refuse before decoding.
+            if self.total_bytes() > alloc {
+                return Err(ImageError::Limits(LimitError::from_kind(
+                    LimitErrorKind::InsufficientMemory,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {
+        let codec = Codec::embedded()
+            .map_err(to_image_error)?
+            .with_limits(self.limits);
+        let img = codec.decode(&self.bytes).map_err(to_image_error)?;
+        if buf.len() != img.data.len() {
+            return Err(ImageError::Decoding(DecodingError::new(
+                hint(),
+                "output buffer has the wrong size",
+            )));
+        }
+        buf.copy_from_slice(&img.data);
+        Ok(())
+    }
+
+    fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
+        (*self).read_image(buf)
+    }
+}
+
+/// Registers `.lic` with the `image` crate: the `lic` extension and the file signature.
+/// Returns false when a hook for `lic` was already registered.
+pub fn register_image_hooks() -> bool {
+    let added = image::hooks::register_decoding_hook(
+        "lic".into(),
+        Box::new(|r| {
+            Ok(Box::new(LicDecoder::new(r).map_err(to_image_error)?) as Box<dyn ImageDecoder>)
+        }),
+    );
+    if added {
+        image::hooks::register_format_detection_hook("lic".into(), &container::SIGNATURE, None);
+    }
+    added
+}
