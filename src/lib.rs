@@ -223,6 +223,43 @@ impl Limits {
     }
 }
 
+/// Metadata carried from the input to the decoded image, unchanged (ancillary chunks
+/// `iCCP` and `eXIf`, spec §4.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// ICC colour profile.
+    pub icc_profile: Option<Vec<u8>>,
+    /// EXIF data (a TIFF structure).
+    pub exif: Option<Vec<u8>>,
+}
+
+/// Reads an image and its metadata (ICC profile, EXIF) from encoded bytes in any format the
+/// `image` crate decodes. The flag is true when 16-bit samples were reduced to 8 bits.
+pub fn read_image(bytes: &[u8]) -> Result<(Image, Metadata, bool), Error> {
+    use image::ImageDecoder;
+    let bad = |e: image::ImageError| Error::Input(e.to_string());
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()?
+        .into_decoder()
+        .map_err(bad)?;
+    let meta = Metadata {
+        icc_profile: decoder.icc_profile().map_err(bad)?,
+        exif: decoder.exif_metadata().map_err(bad)?,
+    };
+    let dynimg = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
+    let (img, reduced) = Image::from_dynamic(dynimg);
+    Ok((img, meta, reduced))
+}
+
+/// The metadata of a `.lic` file (CRCs checked); runs no network.
+pub fn metadata(bytes: &[u8]) -> Result<Metadata, Error> {
+    let c = container::Container::parse(bytes)?;
+    Ok(Metadata {
+        icc_profile: c.find(container::types::ICCP)?.map(<[u8]>::to_vec),
+        exif: c.find(container::types::EXIF)?.map(<[u8]>::to_vec),
+    })
+}
+
 /// What `info` reports: the header and the chunk table, without running any network.
 #[derive(Clone, Debug)]
 pub struct Info {
@@ -292,12 +329,22 @@ impl Codec {
 
     /// Encodes at quality `q` ∈ [0, 1] (0: smallest file, 1: best picture).
     pub fn encode(&self, img: &Image, q: f32) -> Result<Vec<u8>, Error> {
-        Ok(codec::encode(img, q, &self.weights)?.0)
+        Ok(codec::encode(img, q, &self.weights, &Metadata::default())?.0)
     }
 
     /// Encodes and reports the stream statistics.
     pub fn encode_with_stats(&self, img: &Image, q: f32) -> Result<(Vec<u8>, EncodeStats), Error> {
-        codec::encode(img, q, &self.weights)
+        codec::encode(img, q, &self.weights, &Metadata::default())
+    }
+
+    /// Encodes and carries `meta` (ICC profile, EXIF) in ancillary chunks.
+    pub fn encode_with_metadata(
+        &self,
+        img: &Image,
+        q: f32,
+        meta: &Metadata,
+    ) -> Result<Vec<u8>, Error> {
+        Ok(codec::encode(img, q, &self.weights, meta)?.0)
     }
 
     /// Decodes a `.lic` file.

@@ -158,6 +158,85 @@ fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
     }
 }
 
+/// Encodes a decoded image in `fmt`, with the ICC profile and EXIF where the format's
+/// encoder holds them (PNG, JPEG, WebP, TIFF: ICC; PNG, JPEG: EXIF where supported).
+fn write_image(
+    img: &Image,
+    fmt: image::ImageFormat,
+    meta: &lic::Metadata,
+) -> Result<Vec<u8>, String> {
+    use image::codecs::{jpeg::JpegEncoder, png::PngEncoder};
+    use image::ImageEncoder;
+    let dynimg = img.to_dynamic();
+    let mut buf = Vec::new();
+    let e = |e: image::ImageError| e.to_string();
+    let with_meta = |enc: &mut dyn ImageEncoderMeta| {
+        if let Some(icc) = &meta.icc_profile {
+            if enc.icc(icc.clone()).is_err() {
+                eprintln!(
+                    "warning: the ICC profile is not written ({fmt:?} encoder does not take it)"
+                );
+            }
+        }
+        if let Some(exif) = &meta.exif {
+            if enc.exif(exif.clone()).is_err() {
+                eprintln!(
+                    "warning: the EXIF data is not written ({fmt:?} encoder does not take it)"
+                );
+            }
+        }
+    };
+    match fmt {
+        image::ImageFormat::Png => {
+            let mut enc = PngEncoder::new(&mut buf);
+            with_meta(&mut enc);
+            enc.write_image(
+                dynimg.as_bytes(),
+                img.width,
+                img.height,
+                dynimg.color().into(),
+            )
+            .map_err(e)?;
+        }
+        image::ImageFormat::Jpeg => {
+            // JPEG has no alpha: flatten to RGB (or grey).
+            let flat = if img.color.is_gray() {
+                image::DynamicImage::ImageLuma8(dynimg.to_luma8())
+            } else {
+                image::DynamicImage::ImageRgb8(dynimg.to_rgb8())
+            };
+            let mut enc = JpegEncoder::new_with_quality(&mut buf, 95);
+            with_meta(&mut enc);
+            enc.write_image(flat.as_bytes(), img.width, img.height, flat.color().into())
+                .map_err(e)?;
+        }
+        _ => {
+            if meta.icc_profile.is_some() || meta.exif.is_some() {
+                eprintln!("warning: metadata (ICC/EXIF) is not written to {fmt:?} output");
+            }
+            dynimg
+                .write_to(&mut std::io::Cursor::new(&mut buf), fmt)
+                .map_err(e)?;
+        }
+    }
+    Ok(buf)
+}
+
+/// The two metadata setters of `image::ImageEncoder`, object-safe.
+trait ImageEncoderMeta {
+    fn icc(&mut self, icc: Vec<u8>) -> Result<(), ()>;
+    fn exif(&mut self, exif: Vec<u8>) -> Result<(), ()>;
+}
+
+impl<T: image::ImageEncoder> ImageEncoderMeta for T {
+    fn icc(&mut self, icc: Vec<u8>) -> Result<(), ()> {
+        self.set_icc_profile(icc).map_err(|_| ())
+    }
+    fn exif(&mut self, exif: Vec<u8>) -> Result<(), ()> {
+        self.set_exif_metadata(exif).map_err(|_| ())
+    }
+}
+
 fn output_name(pos: Option<String>, flag: Option<String>, what: &str) -> Result<String, String> {
     match (pos, flag) {
         (Some(_), Some(_)) => Err(format!(
@@ -180,16 +259,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = output_name(output, out_flag, "output file")?;
             lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
             let bytes = read_input(&input)?;
-            let dynimg = image::load_from_memory(&bytes)
-                .map_err(|e| format!("cannot read image {input}: {e}"))?;
-            let (img, reduced) = Image::from_dynamic(dynimg);
+            let (img, meta, reduced) =
+                lic::read_image(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
             if reduced {
                 eprintln!(
                     "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
                 );
             }
             let codec = codec(&weights)?;
-            let lic = codec.encode(&img, quality).map_err(|e| e.to_string())?;
+            let lic = codec
+                .encode_with_metadata(&img, quality, &meta)
+                .map_err(|e| e.to_string())?;
             write_output(&out, &lic)
         }
         Command::Decode {
@@ -203,26 +283,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let img = codec(&weights)?
                 .decode(&bytes)
                 .map_err(|e| format!("cannot decode {input}: {e}"))?;
-            let dynimg = img.to_dynamic();
-            if out == "-" {
-                let mut buf = std::io::Cursor::new(Vec::new());
-                dynimg
-                    .write_to(&mut buf, image::ImageFormat::Png)
-                    .map_err(|e| e.to_string())?;
-                write_output("-", buf.get_ref())
+            let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;
+            let fmt = if out == "-" {
+                image::ImageFormat::Png
             } else {
-                let fmt = image::ImageFormat::from_path(&out).map_err(|_| {
+                image::ImageFormat::from_path(&out).map_err(|_| {
                     format!("cannot tell the image format of {out} from its extension")
-                })?;
-                let dynimg = if fmt == image::ImageFormat::Jpeg {
-                    image::DynamicImage::ImageRgb8(dynimg.to_rgb8())
-                } else {
-                    dynimg
-                };
-                dynimg
-                    .save_with_format(&out, fmt)
-                    .map_err(|e| format!("cannot write {out}: {e}"))
-            }
+                })?
+            };
+            let encoded =
+                write_image(&img, fmt, &meta).map_err(|e| format!("cannot write {out}: {e}"))?;
+            write_output(&out, &encoded)
         }
         Command::Info { input } => {
             let bytes = read_input(&input)?;

@@ -281,3 +281,61 @@ fn sixteen_bit_input_warns() {
         .success()
         .stderr(predicate::str::contains("warning").and(predicate::str::contains("8 bits")));
 }
+
+/// An ICC profile and EXIF data in the input PNG come back, byte for byte, in the decoded
+/// PNG; `lic info` lists their chunks; the library reports them without decoding pixels.
+#[test]
+fn icc_profile_and_exif_travel_through() {
+    use image::{ImageDecoder, ImageEncoder};
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::open(kodak("kodim15.png"))
+        .unwrap()
+        .crop_imm(0, 0, 48, 32)
+        .to_rgb8();
+    let icc: Vec<u8> = (0..600u32).map(|i| (i * 7 % 251) as u8).collect();
+    // A minimal little-endian TIFF header with no entries.
+    let exif = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00".to_vec();
+    let mut png = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut png);
+    enc.set_icc_profile(icc.clone()).unwrap();
+    enc.set_exif_metadata(exif.clone()).unwrap();
+    enc.write_image(img.as_raw(), 48, 32, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let input = dir.path().join("meta.png");
+    std::fs::write(&input, &png).unwrap();
+
+    let lic_file = dir.path().join("meta.lic");
+    lic()
+        .args([
+            "encode",
+            input.to_str().unwrap(),
+            "-q",
+            "0.5",
+            lic_file.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let bytes = std::fs::read(&lic_file).unwrap();
+    let meta = lic::metadata(&bytes).unwrap();
+    assert_eq!(meta.icc_profile.as_deref(), Some(&icc[..]));
+    assert_eq!(meta.exif.as_deref(), Some(&exif[..]));
+    lic()
+        .args(["info", lic_file.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("iCCP").and(predicate::str::contains("eXIf")));
+
+    let out = dir.path().join("back.png");
+    lic()
+        .args(["decode", lic_file.to_str().unwrap(), out.to_str().unwrap()])
+        .assert()
+        .success();
+    let mut dec = image::ImageReader::open(&out)
+        .unwrap()
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    assert_eq!(dec.icc_profile().unwrap(), Some(icc));
+    assert_eq!(dec.exif_metadata().unwrap(), Some(exif));
+}

@@ -10,7 +10,7 @@ use flate2::write::ZlibEncoder;
 
 use crate::container::{types, write_chunk, ColorType, Container, Header, ModelKind, SIGNATURE};
 use crate::model::weights::{id_hex, CwWeights};
-use crate::{Error, Image, Limits};
+use crate::{Error, Image, Limits, Metadata};
 
 /// Statistics of one encode, for rate checks.
 #[derive(Clone, Debug)]
@@ -49,8 +49,14 @@ fn rgb_of(img: &Image) -> Vec<u8> {
     out
 }
 
-/// Encodes an image with cw weights at quality `q` ∈ [0, 1].
-pub fn encode(img: &Image, q: f32, weights: &CwWeights) -> Result<(Vec<u8>, EncodeStats), Error> {
+/// Encodes an image with cw weights at quality `q` ∈ [0, 1], carrying `meta` in ancillary
+/// chunks.
+pub fn encode(
+    img: &Image,
+    q: f32,
+    weights: &CwWeights,
+    meta: &Metadata,
+) -> Result<(Vec<u8>, EncodeStats), Error> {
     let q16 = quality_to_q16(q)?;
     img.check()?;
     let (w, h) = (img.width as usize, img.height as usize);
@@ -71,6 +77,14 @@ pub fn encode(img: &Image, q: f32, weights: &CwWeights) -> Result<(Vec<u8>, Enco
     };
     let mut out = SIGNATURE.to_vec();
     write_chunk(&mut out, types::HEAD, &header.to_bytes());
+    for (kind, data) in [(types::ICCP, &meta.icc_profile), (types::EXIF, &meta.exif)] {
+        if let Some(d) = data {
+            if d.len() > crate::container::MAX_CHUNK_LEN as usize {
+                return Err(Error::Input("metadata larger than a chunk may be".into()));
+            }
+            write_chunk(&mut out, kind, d);
+        }
+    }
     if img.color.has_alpha() {
         let ch = img.color.channels();
         let alpha: Vec<u8> = img.data.chunks_exact(ch).map(|px| px[ch - 1]).collect();

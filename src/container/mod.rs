@@ -34,6 +34,10 @@ pub mod types {
     pub const ALPH: [u8; 4] = *b"ALPH";
     /// End of file (empty).
     pub const DONE: [u8; 4] = *b"DONE";
+    /// Ancillary: the input's ICC colour profile, unchanged.
+    pub const ICCP: [u8; 4] = *b"iCCP";
+    /// Ancillary: the input's EXIF data (a TIFF structure, as in PNG's eXIf), unchanged.
+    pub const EXIF: [u8; 4] = *b"eXIf";
 }
 
 /// Which transform coded the image.
