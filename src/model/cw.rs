@@ -28,10 +28,10 @@ pub const CH_PER_LEVEL: usize = M / LEVELS;
 pub const RATE_POINTS: usize = 5;
 /// Rate-distortion trade-off of each rate point: loss = λ·255²·MSE + bpp.
 ///
-/// Log-evenly spaced from 1e-4 to 0.04 (×4.47 per point). The first weights used
-/// 0.0016..0.10; with the PCA start the model reached 0.47–2.34 bpp on Kodak with those, short
-/// of the 0.12 bpp the `-q` range must reach and past the 1.5 it needs at the top.
-pub const LAMBDAS: [f64; RATE_POINTS] = [0.0001, 0.000447, 0.002, 0.00894, 0.04];
+/// Log-evenly spaced from 3e-5 to 0.04 (×6.04 per point). The first weights used
+/// 0.0016..0.10; with the PCA start the model reached 0.47–2.34 bpp on Kodak with those, and
+/// 0.18–1.90 bpp with 1e-4..0.04, short of the 0.12 bpp the `-q` range must reach.
+pub const LAMBDAS: [f64; RATE_POINTS] = [3e-5, 1.81e-4, 1.095e-3, 6.61e-3, 0.04];
 /// Hidden width of the context network.
 pub const CTX_HIDDEN: usize = 64;
 /// Anchor values are clipped to ±CTX_CLIP before they enter the context network.
