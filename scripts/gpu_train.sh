@@ -6,7 +6,8 @@
 #      CARGO_TARGET_DIR=target-cuda cargo build --release --features cuda
 #      xz -T2 -6 -c target-cuda/release/lic > gpu-data/lic.xz
 #   2. the data: python3 scripts/pack_crops.py ../shared/data/train gpu-data/crops 3 256 92
-#   3. optionally a starting checkpoint: gpu-data/init.safetensors
+#   3. optionally a starting checkpoint: gpu-data/init.safetensors (e.g. the shipped
+#      weights/cw.safetensors); without one the run starts from the PCA transform code
 # Run there with carry = [gpu-data]:  bash scripts/gpu_train.sh MINUTES BATCH PATCH LR
 # Checkpoints (every minute) and train.log land in $OUT/cw.
 set -u
@@ -16,8 +17,11 @@ export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}"
 nvidia-smi -L
 xz -dc gpu-data/lic.xz > /tmp/lic && chmod +x /tmp/lic
 mkdir -p "$OUT/cw"
-INIT=()
+INIT=(--pca-init)
 [ -f gpu-data/init.safetensors ] && INIT=(--init gpu-data/init.safetensors)
+# mimalloc keeps freed pages instead of returning them (the kernel re-zeroing them cost a
+# quarter of CPU training time).
+export MIMALLOC_PURGE_DELAY=-1
 /tmp/lic train --cuda --data gpu-data/crops --out "$OUT/cw" "${INIT[@]}" --minutes "$MIN" \
-  --batch "$BATCH" --patch "$PATCH" --lr "$LR" --ckpt-minutes 1 --val-every 2000 --warmup 1000 --log-every 100 2>&1 | tr '\r' '\n' | tail -5
+  --batch "$BATCH" --patch "$PATCH" --lr "$LR" --ckpt-minutes 1 --val-every 2000 --warmup 0 --log-every 100 2>&1 | tr '\r' '\n' | tail -5
 cat "$OUT/cw/train.log"

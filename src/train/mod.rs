@@ -168,7 +168,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         writeln!(log, "# resumed from {} at step {step}", resume.display())?;
     } else if cfg.pca_init {
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(7));
-        let report = pca_init::pca_init(&vm, &model, &ds, &mut rng, 256, 128, &dev)?;
+        let report = pca_init::pca_init(&vm, &model, &ds, &mut rng, 256, 128)?;
         writeln!(log, "# {report}")?;
     }
     {

@@ -91,11 +91,15 @@ fn set(
     let var = vars
         .get(name)
         .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))?;
-    var.set(&t.to_dtype(DType::F32)?.reshape(var.shape())?)
+    var.set(
+        &t.to_dtype(DType::F32)?
+            .reshape(var.shape())?
+            .to_device(var.device())?,
+    )
 }
 
 /// Writes the linear transform code into `vm` (a model built with [`Synthesis::Igdn`]), with statistics from `crops` random
-/// `patch`² crops of the training set. Returns a one-line report (variance kept).
+/// `patch`² crops of the training set (on any device). Returns a one-line report (variance kept).
 pub fn pca_init(
     vm: &VarMap,
     model: &CwModel,
@@ -103,8 +107,10 @@ pub fn pca_init(
     rng: &mut impl Rng,
     crops: usize,
     patch: usize,
-    dev: &Device,
 ) -> candle_core::Result<String> {
+    // Statistics and eigen-decompositions run on the CPU whatever device trains the model;
+    // `set` moves each tensor to its variable's device.
+    let dev = &Device::Cpu;
     if model.synthesis_kind() != Synthesis::Igdn {
         return Err(candle_core::Error::Msg(
             "the PCA start needs the inverse-GDN synthesis".into(),
@@ -296,7 +302,7 @@ mod tests {
             Synthesis::Igdn,
         )?;
         super::super::init_fresh(&vm, &dev)?;
-        pca_init(&vm, &model, &ds, &mut rng, 96, 64, &dev).unwrap();
+        pca_init(&vm, &model, &ds, &mut rng, 96, 64).unwrap();
         let x = ds.batch(&mut rng, 4, 64, &dev)?;
         let (y, _) = model.analysis(&x)?;
         let mse = (model.synthesis(&y)? - &x)?
@@ -319,7 +325,7 @@ mod tests {
             VarBuilder::from_varmap(&vm2, DType::F32, &dev),
             Synthesis::Relu,
         )?;
-        assert!(pca_init(&vm2, &relu, &ds, &mut rng, 8, 64, &dev).is_err());
+        assert!(pca_init(&vm2, &relu, &ds, &mut rng, 8, 64).is_err());
         Ok(())
     }
 }
