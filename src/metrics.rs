@@ -90,10 +90,12 @@ fn pool(p: &[f64], w: usize, h: usize) -> (Vec<f64>, usize, usize) {
     (out, ow, oh)
 }
 
-/// MS-SSIM of two interleaved RGB8 images of `w`×`h` (each side must be at least 161 px
-/// for five scales). Returns `None` for smaller images.
+/// MS-SSIM of two interleaved RGB8 images of `w`×`h`. Returns `None` when a side is under
+/// 176 px: the fifth scale (side/16, pooling drops an odd last row or column) must still hold
+/// the 11-tap window. For sides that stay even down the scales (Kodak's 768×512) this equals
+/// pytorch_msssim, which pads odd sides instead.
 pub fn ms_ssim(a: &[u8], b: &[u8], w: usize, h: usize) -> Option<f64> {
-    if w < 161 || h < 161 || a.len() != w * h * 3 || b.len() != a.len() {
+    if w < 176 || h < 176 || a.len() != w * h * 3 || b.len() != a.len() {
         return None;
     }
     let mut total = 0.0;
@@ -142,13 +144,15 @@ mod tests {
         let s = ms_ssim(&img, &noisy, w, h).unwrap();
         assert!(s < 0.999 && s > 0.5, "ms-ssim {s}");
         assert!(ms_ssim(&img[..30], &img[..30], 2, 5).is_none());
+        let small = vec![9u8; 175 * 200 * 3];
+        assert!(ms_ssim(&small, &small, 200, 175).is_none());
     }
 
     /// Two flat images a and b: every scale's contrast-structure term is exactly 1 and the
     /// luminance term is (2ab + C1)/(a² + b² + C1), so MS-SSIM = that to the power 0.1333.
     #[test]
     fn ms_ssim_closed_form_for_flat_images() {
-        let (w, h) = (200, 170);
+        let (w, h) = (200, 176);
         for (a, b) in [(100u8, 110u8), (20, 200), (0, 255)] {
             let x = vec![a; w * h * 3];
             let y = vec![b; w * h * 3];

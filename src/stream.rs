@@ -10,7 +10,7 @@
 //!     match dec.poll()? {
 //!         Event::HeaderKnown(h) => println!("{}x{}", h.width, h.height),
 //!         Event::PictureReady { layer, layers } => println!("picture {layer}/{layers}"),
-//!         Event::NeedMoreData | Event::Done => {}
+//!         _ => {} // NeedMoreData, Done, and kinds added later
 //!     }
 //! }
 //! # Ok::<(), lic::Error>(())
