@@ -224,7 +224,7 @@ impl Limits {
 }
 
 /// Metadata carried from the input to the decoded image, unchanged (ancillary chunks
-/// `iCCP` and `eXIf`, spec §4.4).
+/// `iCCP` and `eXIf`, spec §4.5).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     /// ICC colour profile.
@@ -355,5 +355,5 @@ impl Codec {
 
 /// Decodes a `.lic` file with the embedded weights.
 pub fn decode(bytes: &[u8]) -> Result<Image, Error> {
-    Codec::embedded()?.decode(bytes)
+    codec::decode(bytes, CwWeights::embedded_shared()?, &Limits::default())
 }

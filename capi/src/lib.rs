@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
 
 use lic::{ColorType, CwWeights, Error, Limits};
 
@@ -95,10 +94,7 @@ fn lic_err(e: Error) -> (i32, String) {
 }
 
 fn weights() -> Result<&'static CwWeights, (i32, String)> {
-    static W: OnceLock<Result<CwWeights, String>> = OnceLock::new();
-    W.get_or_init(|| CwWeights::embedded().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| (LIC_ERR_WEIGHTS, e.clone()))
+    CwWeights::embedded_shared().map_err(|e| (LIC_ERR_WEIGHTS, e.to_string()))
 }
 
 /// # Safety

@@ -14,7 +14,7 @@ use crate::entropy::tables::{categorical, Categorical, ScaleTables};
 pub static EMBEDDED_CW: &[u8] = include_bytes!(env!("LIC_EMBEDDED_CW"));
 
 /// Why weights could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WeightsError {
     /// This binary was built without default weights.
@@ -125,5 +125,17 @@ impl CwWeights {
     /// The embedded default weights.
     pub fn embedded() -> Result<Self, WeightsError> {
         Self::from_bytes(EMBEDDED_CW)
+    }
+
+    /// The embedded default weights, parsed once per process and kept: for callers that
+    /// decode file after file without holding a [`crate::Codec`] (`lic::decode`, the
+    /// `image` integration, the C ABI).
+    pub fn embedded_shared() -> Result<&'static Self, WeightsError> {
+        static SHARED: std::sync::OnceLock<Result<CwWeights, WeightsError>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(Self::embedded)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
