@@ -102,26 +102,15 @@ impl GradClip {
         }
         let norm = sq.sqrt();
         if !norm.is_finite() {
-            // Drop the step's gradients altogether.
-            for v in vars {
-                if let Some(g) = grads.get(v.as_tensor()) {
-                    let z = g.zeros_like()?;
-                    grads.insert(v.as_tensor(), z);
-                }
-            }
+            // Drop the step's gradients altogether (scaling would keep the NaNs).
+            rewrite(grads, vars, |g| g.zeros_like())?;
             self.clipped += 1;
             return Ok(());
         }
         let limit = self.ema.map(|e| 10.0 * e);
         let used = match limit {
             Some(l) if norm > l => {
-                let scale = l / norm;
-                for v in vars {
-                    if let Some(g) = grads.get(v.as_tensor()) {
-                        let g = (g * scale)?;
-                        grads.insert(v.as_tensor(), g);
-                    }
-                }
+                rewrite(grads, vars, |g| g * (l / norm))?;
                 self.clipped += 1;
                 l
             }
@@ -130,6 +119,21 @@ impl GradClip {
         self.ema = Some(self.ema.map_or(used, |e| 0.99 * e + 0.01 * used));
         Ok(())
     }
+}
+
+/// Replaces the gradient of every variable in `vars` by `f(gradient)`.
+fn rewrite(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[candle_core::Var],
+    f: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<()> {
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            let new = f(g)?;
+            grads.insert(v.as_tensor(), new);
+        }
+    }
+    Ok(())
 }
 
 /// Step count stored beside a checkpoint.
@@ -179,6 +183,15 @@ pub fn validate(
     }
     let n = ds.val.len().max(1) as f64;
     Ok(res.into_iter().map(|(p, b)| (p / n, b / n)).collect())
+}
+
+/// [`validate`] as one log field: `bpp/dB` at every rate point.
+fn validation_line(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::Result<String> {
+    let v = validate(model, ds, dev)?;
+    Ok(v.iter()
+        .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 /// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
@@ -232,18 +245,15 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let report = pca_init::pca_init(&vm, &model, &ds, &mut rng, 256, 128)?;
         writeln!(log, "# {report}")?;
     }
-    {
-        let v = validate(&model, &ds, &dev)?;
-        let s: Vec<String> = v
-            .iter()
-            .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
-            .collect();
-        writeln!(log, "val step {step} {} (start of run)", s.join(" "))?;
-    }
-    // The entropy-model and rate parameters (scales, gains, importance biases, context net)
-    // live in log units and must travel several units early on: they get a 10x learning rate.
+    writeln!(
+        log,
+        "val step {step} {} (start of run)",
+        validation_line(&model, &ds, &dev)?
+    )?;
     let all_vars: Vec<candle_core::Var> = vm.all_vars();
     let mut clip = GradClip::default();
+    // The entropy-model and rate parameters (scales, gains, importance biases, context net)
+    // live in log units and must travel several units early on: they get a 10x learning rate.
     let (mut fast, mut slow) = (Vec::new(), Vec::new());
     for (name, var) in vm.data().lock().unwrap().iter() {
         let entropy =
@@ -320,12 +330,11 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
             (acc_loss, acc_psnr, acc_bpp, acc_n) = (0.0, 0.0, 0.0, 0);
         }
         if step % cfg.val_every == 0 {
-            let v = validate(&model, &ds, &dev)?;
-            let s: Vec<String> = v
-                .iter()
-                .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
-                .collect();
-            writeln!(log, "val step {step} {}", s.join(" "))?;
+            writeln!(
+                log,
+                "val step {step} {}",
+                validation_line(&model, &ds, &dev)?
+            )?;
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
             save_checkpoint(&vm, &cfg.out, step)?;
@@ -333,15 +342,10 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     save_checkpoint(&vm, &cfg.out, step)?;
-    let v = validate(&model, &ds, &dev)?;
-    let s: Vec<String> = v
-        .iter()
-        .map(|(p, b)| format!("{b:.3}bpp/{p:.2}dB"))
-        .collect();
     writeln!(
         log,
         "val step {step} {} (end of run, {:.0}s)",
-        s.join(" "),
+        validation_line(&model, &ds, &dev)?,
         start.elapsed().as_secs_f64()
     )?;
     bar.finish();
