@@ -25,9 +25,34 @@ use super::data::Dataset;
 use crate::model::cw::{CwModel, Synthesis, LEVELS, M};
 use crate::model::layers::space_to_depth;
 
-/// Principal axes of the rows of `v` (n × d): (mean (d), the top `k` axes as a k × d matrix
-/// ordered by decreasing variance, their variances).
-fn pca(v: &Tensor, k: usize) -> candle_core::Result<(Vec<f64>, DMatrix<f64>, Vec<f64>)> {
+/// Principal axes of the rows of `v` (n × d).
+struct Pca {
+    /// Mean row (d).
+    mean: Vec<f64>,
+    /// The top k axes as a k × d matrix, by decreasing variance.
+    axes: DMatrix<f64>,
+    /// Their variances.
+    var: Vec<f64>,
+    /// Total variance of the rows (trace of the covariance).
+    total: f64,
+}
+
+impl Pca {
+    /// `(B, d, h, w)` → `(B, k, h, w)`: the centred blocks projected on the axes (f64).
+    fn project(&self, v: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, d, h, w) = v.dims4()?;
+        let k = self.axes.nrows();
+        let mean = Tensor::from_vec(self.mean.clone(), (1, d, 1, 1), v.device())?;
+        // nalgebra stores column-major: read as (d, k) row-major that is Pᵀ, so transpose.
+        let p = Tensor::from_vec(self.axes.iter().copied().collect(), (d, k), v.device())?.t()?;
+        let c = v.to_dtype(DType::F64)?.broadcast_sub(&mean)?;
+        p.broadcast_matmul(&c.reshape((b, d, h * w))?)?
+            .reshape((b, k, h, w))
+    }
+}
+
+/// The top `k` principal axes of the rows of `v` (n × d).
+fn pca(v: &Tensor, k: usize) -> candle_core::Result<Pca> {
     let (n, d) = v.dims2()?;
     let v = v.to_dtype(DType::F64)?;
     let mean = (v.sum(0)? / n as f64)?;
@@ -56,7 +81,12 @@ fn pca(v: &Tensor, k: usize) -> candle_core::Result<(Vec<f64>, DMatrix<f64>, Vec
         }
         var.push(eig.eigenvalues[j].max(0.0));
     }
-    Ok((mean.to_vec1()?, p, var))
+    Ok(Pca {
+        mean: mean.to_vec1()?,
+        axes: p,
+        var,
+        total: eig.eigenvalues.iter().map(|&e| e.max(0.0)).sum(),
+    })
 }
 
 /// `(B, C, h, w)` → `(B·h·w, C)`.
@@ -98,8 +128,9 @@ fn set(
     )
 }
 
-/// Writes the linear transform code into `vm` (a model built with [`Synthesis::Igdn`]), with statistics from `crops` random
-/// `patch`² crops of the training set (on any device). Returns a one-line report (variance kept).
+/// Writes the linear transform code into `vm` (a model built with [`Synthesis::Igdn`]), with
+/// statistics from `crops` random `patch`² crops of the training set (on any device). Returns
+/// a one-line report (variance kept).
 pub fn pca_init(
     vm: &VarMap,
     model: &CwModel,
@@ -120,24 +151,12 @@ pub fn pca_init(
     let xp = ((x - 0.5)? * 2.0)?;
     // 8×8×3 blocks, in the channel order the network's space-to-depth stages produce.
     let v2 = space_to_depth(&space_to_depth(&space_to_depth(&xp, 2)?, 2)?, 2)?;
-    let (mu2, p2, var2) = pca(&rows(&v2)?, 128)?;
-    let mu2_t = Tensor::from_vec(mu2.clone(), (1, 192, 1, 1), dev)?;
-    // nalgebra stores column-major: read as (d, k) row-major that is Pᵀ, so transpose.
-    let p2_t = Tensor::from_vec(p2.iter().copied().collect::<Vec<f64>>(), (192, 128), dev)?.t()?;
-    let c2 = v2.to_dtype(DType::F64)?.broadcast_sub(&mu2_t)?;
-    let (b, _, h, w) = c2.dims4()?;
-    let z2 = p2_t
-        .broadcast_matmul(&c2.reshape((b, 192, h * w))?)?
-        .reshape((b, 128, h, w))?;
-    let v3 = space_to_depth(&z2, 2)?;
-    let (mu3, p3, var3) = pca(&rows(&v3)?, M)?;
+    let pca2 = pca(&rows(&v2)?, 128)?;
+    let v3 = space_to_depth(&pca2.project(&v2)?, 2)?;
+    let pca3 = pca(&rows(&v3)?, M)?;
     // Mean absolute deviation of each component: the Laplace scale of a centred coefficient.
-    let mu3_t = Tensor::from_vec(mu3.clone(), (1, 512, 1, 1), dev)?;
-    let p3_t = Tensor::from_vec(p3.iter().copied().collect::<Vec<f64>>(), (512, M), dev)?.t()?;
-    let c3 = v3.broadcast_sub(&mu3_t)?;
-    let (b3, _, h3, w3) = c3.dims4()?;
-    let y = p3_t.broadcast_matmul(&c3.reshape((b3, 512, h3 * w3))?)?; // (B, M, n)
-    let mad: Vec<f64> = y.abs()?.mean(2)?.mean(0)?.to_vec1()?;
+    let mad: Vec<f64> = pca3.project(&v3)?.abs()?.mean((0, 2, 3))?.to_vec1()?;
+    let (mu2, p2, mu3, p3) = (&pca2.mean, &pca2.axes, &pca3.mean, &pca3.axes);
 
     let p2r = |o: usize, i: usize| if i < 192 { p2[(o, i)] } else { 0.0 };
     let p3r = |o: usize, i: usize| p3[(o, i)];
@@ -194,8 +213,7 @@ pub fn pca_init(
     // Synthesis: the transposes.
     let wd0: Vec<f64> = (0..512 * M).map(|k| p3r(k % M, k / M)).collect();
     set(&data, "dec.0.weight", centre_kernel(512, M, &wd0, dev)?)?;
-    let bd0: Vec<f64> = mu3.clone();
-    set(&data, "dec.0.bias", Tensor::new(bd0, dev)?)?;
+    set(&data, "dec.0.bias", Tensor::new(mu3.as_slice(), dev)?)?;
     let wd1: Vec<f64> = (0..384 * 128).map(|k| p2r(k % 128, k / 128)).collect();
     set(&data, "dec.1.weight", centre_kernel(384, 128, &wd1, dev)?)?;
     let bd1: Vec<f64> = (0..384)
@@ -223,19 +241,8 @@ pub fn pca_init(
             v.set(&v.zeros_like()?)?;
         }
     }
-    let total2: f64 = {
-        let v = rows(&v2)?.to_dtype(DType::F64)?;
-        let n = v.dim(0)? as f64;
-        let mean = (v.sum(0)? / n)?;
-        v.broadcast_sub(&mean)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f64>()?
-            / n
-    };
-    let kept2: f64 = var2.iter().sum::<f64>() / total2.max(1e-12);
-    // A 2×2 group of z2 vectors carries four times their summed variance.
-    let kept3: f64 = var3.iter().sum::<f64>() / (4.0 * var2.iter().sum::<f64>()).max(1e-12);
+    let kept2 = pca2.var.iter().sum::<f64>() / pca2.total.max(1e-12);
+    let kept3 = pca3.var.iter().sum::<f64>() / pca3.total.max(1e-12);
     Ok(format!(
         "pca init from {crops} crops of {patch}²: stage 2 keeps {:.4} of the 8×8×3 block variance, stage 3 keeps {:.4} of the rest",
         kept2, kept3
