@@ -170,26 +170,10 @@ fn write_image(
     let dynimg = img.to_dynamic();
     let mut buf = Vec::new();
     let e = |e: image::ImageError| e.to_string();
-    let with_meta = |enc: &mut dyn ImageEncoderMeta| {
-        if let Some(icc) = &meta.icc_profile {
-            if enc.icc(icc.clone()).is_err() {
-                eprintln!(
-                    "warning: the ICC profile is not written ({fmt:?} encoder does not take it)"
-                );
-            }
-        }
-        if let Some(exif) = &meta.exif {
-            if enc.exif(exif.clone()).is_err() {
-                eprintln!(
-                    "warning: the EXIF data is not written ({fmt:?} encoder does not take it)"
-                );
-            }
-        }
-    };
     match fmt {
         image::ImageFormat::Png => {
             let mut enc = PngEncoder::new(&mut buf);
-            with_meta(&mut enc);
+            attach_metadata(&mut enc, meta, fmt);
             enc.write_image(
                 dynimg.as_bytes(),
                 img.width,
@@ -206,7 +190,7 @@ fn write_image(
                 image::DynamicImage::ImageRgb8(dynimg.to_rgb8())
             };
             let mut enc = JpegEncoder::new_with_quality(&mut buf, 95);
-            with_meta(&mut enc);
+            attach_metadata(&mut enc, meta, fmt);
             enc.write_image(flat.as_bytes(), img.width, img.height, flat.color().into())
                 .map_err(e)?;
         }
@@ -222,18 +206,21 @@ fn write_image(
     Ok(buf)
 }
 
-/// The two metadata setters of `image::ImageEncoder`, object-safe.
-trait ImageEncoderMeta {
-    fn icc(&mut self, icc: Vec<u8>) -> Result<(), ()>;
-    fn exif(&mut self, exif: Vec<u8>) -> Result<(), ()>;
-}
-
-impl<T: image::ImageEncoder> ImageEncoderMeta for T {
-    fn icc(&mut self, icc: Vec<u8>) -> Result<(), ()> {
-        self.set_icc_profile(icc).map_err(|_| ())
+/// Hands the ICC profile and EXIF to an encoder, warning where it does not take them.
+fn attach_metadata(
+    enc: &mut impl image::ImageEncoder,
+    meta: &lic::Metadata,
+    fmt: image::ImageFormat,
+) {
+    if let Some(icc) = &meta.icc_profile {
+        if enc.set_icc_profile(icc.clone()).is_err() {
+            eprintln!("warning: the ICC profile is not written ({fmt:?} encoder does not take it)");
+        }
     }
-    fn exif(&mut self, exif: Vec<u8>) -> Result<(), ()> {
-        self.set_exif_metadata(exif).map_err(|_| ())
+    if let Some(exif) = &meta.exif {
+        if enc.set_exif_metadata(exif.clone()).is_err() {
+            eprintln!("warning: the EXIF data is not written ({fmt:?} encoder does not take it)");
+        }
     }
 }
 
