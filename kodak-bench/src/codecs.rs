@@ -83,6 +83,16 @@ impl Codec for Lic {
     }
 }
 
+/// Settings `q{Q}` for integer quality knobs.
+fn integer_qualities(q: &[u32]) -> Vec<Setting> {
+    q.iter()
+        .map(|&q| Setting {
+            label: format!("q{q}"),
+            value: q as f32,
+        })
+        .collect()
+}
+
 /// libjpeg-turbo through its TurboJPEG API: 4:2:0, optimized Huffman tables, islow DCT:
 /// the settings of `cjpeg -quality Q -optimize`, the anchors' reference curve.
 pub struct Jpeg;
@@ -98,12 +108,7 @@ impl Jpeg {
                 3, 4, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95,
             ]
         };
-        q.iter()
-            .map(|&q| Setting {
-                label: format!("q{q}"),
-                value: q as f32,
-            })
-            .collect()
+        integer_qualities(q)
     }
 }
 
@@ -157,12 +162,7 @@ impl Webp {
         } else {
             &[0, 5, 10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95]
         };
-        q.iter()
-            .map(|&q| Setting {
-                label: format!("q{q}"),
-                value: q as f32,
-            })
-            .collect()
+        integer_qualities(q)
     }
 }
 

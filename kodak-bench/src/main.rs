@@ -300,11 +300,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     )?;
 
     // The BD table goes to stdout so CI logs show it.
-    let table_start = md.find("## BD-rate").unwrap_or(0);
-    let table_end = md[table_start..]
-        .find("\nTimes are")
-        .map_or(md.len(), |i| table_start + i);
-    println!("{}", &md[table_start..table_end]);
+    println!("{}", report::bd_table(&series, &jpeg));
     println!("wrote {}", out.display());
 
     let mut ok = true;

@@ -279,21 +279,13 @@ fn db(x: Option<f64>) -> String {
     x.map_or("—".into(), |v| format!("{v:.2}"))
 }
 
-/// SUMMARY.md: what was run, BD-rates against our JPEG, PSNR at fixed rates, the JPEG
-/// cross-check, published references against the same JPEG curve, and every point.
-pub fn summary(
-    header: &str,
-    series: &[Series],
-    reference: &Series,
-    published: &[Reference],
-    cross: &[(f64, Option<f64>, Option<f64>)],
-    skipped: &[String],
-) -> String {
+/// The BD-rate table (against `reference`, PSNR and MS-SSIM in dB) with PSNR at fixed rates,
+/// its heading included: part of SUMMARY.md, and what a run prints.
+pub fn bd_table(series: &[Series], reference: &Series) -> String {
     let mut s = String::new();
-    s.push_str(header);
     let jp = reference.psnr_curve();
     let jm = reference.msssim_curve();
-    s.push_str("\n## BD-rate against jpeg420 (window 0.1–1.5 bpp, PCHIP), PSNR at fixed rates\n\n");
+    s.push_str("## BD-rate against jpeg420 (window 0.1–1.5 bpp, PCHIP), PSNR at fixed rates\n\n");
     s.push_str("| codec | BD-rate PSNR | BD-rate MS-SSIM-dB | PSNR @0.25 | @0.5 | @0.75 | @1.0 bpp | bpp range | enc ms | dec ms |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for c in series {
         let (cp, cm) = (c.psnr_curve(), c.msssim_curve());
@@ -323,6 +315,24 @@ pub fn summary(
             c.points.iter().map(|p| p.dec_ms).sum::<f64>() / n,
         );
     }
+    s
+}
+
+/// SUMMARY.md: what was run, BD-rates against our JPEG, PSNR at fixed rates, the JPEG
+/// cross-check, published references against the same JPEG curve, and every point.
+pub fn summary(
+    header: &str,
+    series: &[Series],
+    reference: &Series,
+    published: &[Reference],
+    cross: &[(f64, Option<f64>, Option<f64>)],
+    skipped: &[String],
+) -> String {
+    let mut s = String::new();
+    s.push_str(header);
+    let jp = reference.psnr_curve();
+    s.push('\n');
+    s.push_str(&bd_table(series, reference));
     s.push_str("\nTimes are wall-clock means per image over the sweep, on this machine.\n");
     if !cross.is_empty() {
         s.push_str("\n## JPEG cross-check against the anchors' `cjpeg -optimize` curve\n\n| bpp | ours (dB) | anchor (dB) | gap | within 0.3 dB |\n|---|---|---|---|---|\n");
