@@ -58,7 +58,7 @@ impl LicDecoder {
         }
         let header = container::read_header(&bytes)?;
         let limits = Limits::default();
-        limits.check(header.width, header.height)?;
+        limits.check(&header)?;
         Ok(Self {
             bytes,
             header,
@@ -91,8 +91,9 @@ impl ImageDecoder for LicDecoder {
             self.limits.max_height = self.limits.max_height.min(mh);
         }
         if let Some(alloc) = limits.max_alloc {
-            // The output buffer alone needs total_bytes(); refuse before decoding.
-            if self.total_bytes() > alloc {
+            // Refuse before decoding if the decoder's own estimate is over the budget.
+            self.limits.max_memory = self.limits.max_memory.min(alloc);
+            if crate::codec::decode_memory(&self.header) > alloc {
                 return Err(ImageError::Limits(LimitError::from_kind(
                     LimitErrorKind::InsufficientMemory,
                 )));

@@ -189,6 +189,9 @@ pub struct Limits {
     pub max_height: u32,
     /// Largest pixel count (default 64 Mpx).
     pub max_pixels: u64,
+    /// Largest memory the decode may allocate, in bytes, as estimated from the header by
+    /// [`codec::decode_memory`] before anything is allocated (default 2 GiB).
+    pub max_memory: u64,
 }
 
 impl Default for Limits {
@@ -197,12 +200,16 @@ impl Default for Limits {
             max_width: 16384,
             max_height: 16384,
             max_pixels: 64 << 20,
+            max_memory: 2 << 30,
         }
     }
 }
 
 impl Limits {
-    pub(crate) fn check(&self, width: u32, height: u32) -> Result<(), Error> {
+    /// Checks a header against the limits: dimensions, pixel count, and the decoder's memory
+    /// estimate.
+    pub fn check(&self, header: &Header) -> Result<(), Error> {
+        let (width, height) = (header.width, header.height);
         let err = |what| {
             Err(Error::Limits {
                 width,
@@ -218,6 +225,9 @@ impl Limits {
         }
         if width as u64 * height as u64 > self.max_pixels {
             return err("pixel count");
+        }
+        if codec::decode_memory(header) > self.max_memory {
+            return err("memory: the image or its tiles are too large");
         }
         Ok(())
     }
@@ -296,6 +306,7 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
 pub struct Codec {
     weights: CwWeights,
     pub(crate) limits: Limits,
+    tile: u32,
 }
 
 impl Codec {
@@ -304,6 +315,7 @@ impl Codec {
         Ok(Self {
             weights: CwWeights::embedded()?,
             limits: Limits::default(),
+            tile: codec::DEFAULT_TILE,
         })
     }
 
@@ -313,12 +325,21 @@ impl Codec {
         Ok(Self {
             weights: CwWeights::from_bytes(&bytes)?,
             limits: Limits::default(),
+            tile: codec::DEFAULT_TILE,
         })
     }
 
     /// Replaces the decoder limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the encoder's tile side in pixels: a multiple of 16 from 64 to 65536, or 0 for one
+    /// tile whatever the size (default [`codec::DEFAULT_TILE`]). Decoding memory grows with
+    /// the tile, not the image; tiles cost a little rate at their borders and leave no seams.
+    pub fn with_tile_size(mut self, pixels: u32) -> Self {
+        self.tile = pixels;
         self
     }
 
@@ -329,12 +350,12 @@ impl Codec {
 
     /// Encodes at quality `q` ∈ [0, 1] (0: smallest file, 1: best picture).
     pub fn encode(&self, img: &Image, q: f32) -> Result<Vec<u8>, Error> {
-        Ok(codec::encode(img, q, &self.weights, &Metadata::default())?.0)
+        Ok(codec::encode(img, q, self.tile, &self.weights, &Metadata::default())?.0)
     }
 
     /// Encodes and reports the stream statistics.
     pub fn encode_with_stats(&self, img: &Image, q: f32) -> Result<(Vec<u8>, EncodeStats), Error> {
-        codec::encode(img, q, &self.weights, &Metadata::default())
+        codec::encode(img, q, self.tile, &self.weights, &Metadata::default())
     }
 
     /// Encodes and carries `meta` (ICC profile, EXIF) in ancillary chunks.
@@ -344,7 +365,7 @@ impl Codec {
         q: f32,
         meta: &Metadata,
     ) -> Result<Vec<u8>, Error> {
-        Ok(codec::encode(img, q, &self.weights, meta)?.0)
+        Ok(codec::encode(img, q, self.tile, &self.weights, meta)?.0)
     }
 
     /// Decodes a `.lic` file.

@@ -38,6 +38,10 @@ enum Command {
             allow_negative_numbers = true
         )]
         quality: f32,
+        /// Tile side in pixels (a multiple of 16, at least 64; 0: one tile). Decoder memory
+        /// depends on the tile, not on the image.
+        #[arg(long, default_value_t = lic::codec::DEFAULT_TILE)]
+        tile: u32,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -241,10 +245,14 @@ fn run(cli: Cli) -> Result<(), String> {
             output,
             out_flag,
             quality,
+            tile,
             weights,
         } => {
             let out = output_name(output, out_flag, "output file")?;
             lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
+            // Check the tile side before the (slow) image read; 1x1 never tiles, so use a size
+            // that always does.
+            lic::codec::tile_field(tile, u32::MAX, u32::MAX).map_err(|e| e.to_string())?;
             let bytes = read_input(&input)?;
             let (img, meta, reduced) =
                 lic::read_image(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
@@ -253,7 +261,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
                 );
             }
-            let codec = codec(&weights)?;
+            let codec = codec(&weights)?.with_tile_size(tile);
             let lic = codec
                 .encode_with_metadata(&img, quality, &meta)
                 .map_err(|e| e.to_string())?;
@@ -301,6 +309,19 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("model:      {}", h.model.name());
             println!("weights:    {}", lic::model::weights::id_hex(&h.weights_id));
             println!("quality:    {:.4}", h.quality as f64 / 65535.0);
+            if h.tile == 0 {
+                println!("tiles:      1");
+            } else {
+                let side = h.tile as u32 * 16;
+                println!(
+                    "tiles:      {} of {side}x{side} pixels",
+                    h.width.div_ceil(side) * h.height.div_ceil(side)
+                );
+            }
+            println!(
+                "decoding:   needs about {} MiB",
+                lic::codec::decode_memory(h).div_ceil(1 << 20)
+            );
             println!("chunks:");
             for (name, len) in &info.chunks {
                 println!("  {name}  {len} bytes");

@@ -94,7 +94,7 @@ impl<'c> StreamDecoder<'c> {
         if self.header.is_none() {
             return match container::read_header(&self.buf) {
                 Ok(h) => {
-                    self.codec.limits.check(h.width, h.height)?;
+                    self.codec.limits.check(&h)?;
                     self.scanned = container::SIGNATURE.len()
                         + container::CHUNK_OVERHEAD
                         + container::HEAD_LEN;

@@ -163,3 +163,107 @@ fn damaged_files_give_typed_errors() {
         Error::Quality(_)
     ));
 }
+
+/// Rewrites the HEAD of `bytes` with `edit` applied (CRC recomputed).
+fn with_header(bytes: &[u8], edit: impl FnOnce(&mut lic::Header)) -> Vec<u8> {
+    let mut hd = lic::container::read_header(bytes).unwrap();
+    edit(&mut hd);
+    let mut out = lic::container::SIGNATURE.to_vec();
+    lic::container::write_chunk(&mut out, lic::container::types::HEAD, &hd.to_bytes());
+    out.extend_from_slice(&bytes[8 + 12 + lic::container::HEAD_LEN..]);
+    out
+}
+
+#[test]
+fn tiles_leave_no_seams() {
+    // A whole Kodak image: one 768-pixel tile by default, six of 256 when asked.
+    let img = kodak_crop("kodim23.png", 0, 0, 768, 512);
+    let whole = codec().encode(&img, 0.5).unwrap();
+    let tiled = codec().with_tile_size(256).encode(&img, 0.5).unwrap();
+    assert_eq!(lic::info(&whole).unwrap().header.tile, 0);
+    assert_eq!(lic::info(&tiled).unwrap().header.tile, 16);
+    let cwlt = |b: &[u8]| {
+        lic::info(b)
+            .unwrap()
+            .chunks
+            .iter()
+            .filter(|(n, _)| n == "CWLT")
+            .count()
+    };
+    assert_eq!((cwlt(&whole), cwlt(&tiled)), (1, 6));
+    let (a, b) = (
+        codec().decode(&whole).unwrap(),
+        codec().decode(&tiled).unwrap(),
+    );
+    let (pa, pb) = (
+        lic::metrics::psnr(&img.data, &a.data),
+        lic::metrics::psnr(&img.data, &b.data),
+    );
+    eprintln!(
+        "untiled {} bytes {pa:.3} dB; 256-pixel tiles {} bytes {pb:.3} dB",
+        whole.len(),
+        tiled.len()
+    );
+    assert!((pa - pb).abs() < 0.05, "{pa:.3} vs {pb:.3} dB");
+    // The contexts restart at tile borders, which costs a little rate, not much.
+    assert!(tiled.len() as f64 <= whole.len() as f64 * 1.03);
+}
+
+#[test]
+fn tiling_errors_are_typed() {
+    let img = kodak_crop("kodim19.png", 0, 0, 160, 96);
+    // Tile sides must be multiples of 16 from 64 up.
+    for bad in [10, 48, 100] {
+        assert!(matches!(
+            codec().with_tile_size(bad).encode(&img, 0.5),
+            Err(Error::Input(_))
+        ));
+    }
+    let bytes = codec().with_tile_size(64).encode(&img, 0.5).unwrap();
+    assert_eq!(lic::info(&bytes).unwrap().header.tile, 4);
+    // A header that claims other tiles: the CWLT count no longer matches.
+    let fewer = with_header(&bytes, |h| h.tile = 0);
+    assert!(matches!(
+        codec().decode(&fewer).unwrap_err(),
+        Error::Format(FormatError::Structure(_))
+    ));
+    // A tile side out of range is a format error of HEAD (§4.1).
+    // (Header::to_bytes writes any value, so the out-of-range file can be built.)
+    let bad_tile = with_header(&bytes, |h| h.tile = 3);
+    assert!(matches!(
+        codec().decode(&bad_tile).unwrap_err(),
+        Error::Format(FormatError::Invalid { section: "4.1", .. })
+    ));
+    // A memory limit below what the tiles need is refused before decoding.
+    let tight = codec().with_limits(lic::Limits {
+        max_memory: lic::codec::decode_memory(&lic::info(&bytes).unwrap().header) - 1,
+        ..lic::Limits::default()
+    });
+    assert!(matches!(
+        tight.decode(&bytes).unwrap_err(),
+        Error::Limits { .. }
+    ));
+}
+
+#[test]
+fn decoder_memory_depends_on_the_tile_not_the_image() {
+    let header = |width, height, tile| lic::Header {
+        width,
+        height,
+        color: ColorType::Rgb,
+        model: lic::ModelKind::Cw,
+        weights_id: [0; 8],
+        quality: 0,
+        tile,
+    };
+    let m = |w, h, t| lic::codec::decode_memory(&header(w, h, t)) as f64;
+    // 6000×4000 in the default 768-pixel tiles: well under 1.5 GB, most of it the tile's work.
+    assert!(m(6000, 4000, 48) < 1.0e9);
+    // Beyond the per-pixel buffers (3 bytes out, 641/256 bytes of latents), growing the image
+    // adds nothing once it is larger than a tile and its halo.
+    let per_px = 3.0 + 641.0 / 256.0;
+    let extra = m(12000, 8000, 48) - m(6000, 4000, 48);
+    assert!((extra - per_px * 72e6).abs() < 1e6, "{extra}");
+    // One tile for the whole 6000×4000 image would need far more; the default limits refuse it.
+    assert!(m(6000, 4000, 0) > 2.0 * 1024f64.powi(3));
+}

@@ -13,6 +13,7 @@ fn header(width: u32, height: u32, quality: u16) -> Header {
         model: ModelKind::Cw,
         weights_id: [1, 2, 3, 4, 5, 6, 7, 8],
         quality,
+        tile: 0,
     }
 }
 

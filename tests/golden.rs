@@ -7,8 +7,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use lic::container::{types, Container};
-use lic::model::cw::STRIDE;
+use lic::container::Container;
 use lic::{Codec, ColorType, CwWeights, Image};
 use sha2::{Digest, Sha256};
 
@@ -26,16 +25,7 @@ fn hex(d: &[u8]) -> String {
 /// SHA-256 of the decoded symbols: levels, then values as little-endian i32.
 fn symbol_hash(weights: &CwWeights, bytes: &[u8]) -> String {
     let c = Container::parse(bytes).unwrap();
-    let h = &c.header;
-    let stream = c.find(types::CWLT).unwrap().unwrap();
-    let lat = lic::codec::cw::read_symbols(
-        weights,
-        stream,
-        (h.height as usize).div_ceil(STRIDE),
-        (h.width as usize).div_ceil(STRIDE),
-        h.quality,
-    )
-    .unwrap();
+    let lat = lic::codec::read_latents(&c, weights).unwrap();
     let mut d = Sha256::new();
     d.update(&lat.levels);
     for v in &lat.values {
@@ -48,14 +38,15 @@ fn pixel_hash(img: &Image) -> String {
     hex(&Sha256::digest(&img.data))
 }
 
-/// (file, source image, crop, colour, quality)
-const CASES: [(&str, &str, (u32, u32, u32, u32), ColorType, f32); 3] = [
+/// (file, source image, crop, colour, quality, tile side in pixels)
+const CASES: [(&str, &str, (u32, u32, u32, u32), ColorType, f32, u32); 4] = [
     (
         "rgb-64x48-q030.lic",
         "kodim04.png",
         (300, 200, 64, 48),
         ColorType::Rgb,
         0.3,
+        0,
     ),
     (
         "rgb-33x17-q090.lic",
@@ -63,6 +54,7 @@ const CASES: [(&str, &str, (u32, u32, u32, u32), ColorType, f32); 3] = [
         (100, 100, 33, 17),
         ColorType::Rgb,
         0.9,
+        0,
     ),
     (
         "grey-40x40-q050.lic",
@@ -70,6 +62,16 @@ const CASES: [(&str, &str, (u32, u32, u32, u32), ColorType, f32); 3] = [
         (200, 300, 40, 40),
         ColorType::Gray,
         0.5,
+        0,
+    ),
+    // Six tiles of 64×64 (the last column and row partial): each its own CWLT stream.
+    (
+        "rgb-160x112-tile64-q050.lic",
+        "kodim19.png",
+        (200, 250, 160, 112),
+        ColorType::Rgb,
+        0.5,
+        64,
     ),
 ];
 
@@ -81,7 +83,7 @@ fn regenerate() {
     std::fs::create_dir_all(golden_dir()).unwrap();
     let mut expected =
         String::from("# file symbols-sha256 pixels-sha256 (written by tests/golden.rs)\n");
-    for (file, src, (x, y, w, h), color, q) in CASES {
+    for (file, src, (x, y, w, h), color, q, tile) in CASES {
         let path = format!("{}/kodak-bench/kodak/{src}", env!("CARGO_MANIFEST_DIR"));
         let rgb = image::open(path)
             .unwrap()
@@ -99,7 +101,11 @@ fn regenerate() {
             color,
             data,
         };
-        let bytes = codec.encode(&img, q).unwrap();
+        let bytes = Codec::embedded()
+            .unwrap()
+            .with_tile_size(tile)
+            .encode(&img, q)
+            .unwrap();
         std::fs::write(golden_dir().join(file), &bytes).unwrap();
         let out = codec.decode(&bytes).unwrap();
         writeln!(

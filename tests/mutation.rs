@@ -34,15 +34,20 @@ fn random_damage_never_panics() {
         "rgb-64x48-q030.lic",
         "rgb-33x17-q090.lic",
         "grey-40x40-q050.lic",
+        "rgb-160x112-tile64-q050.lic",
     ] {
         let good = std::fs::read(dir.join(name)).unwrap();
         assert!(Container::parse(&good).is_ok());
-        let stream_at = {
-            // Offset of the CWLT payload, to aim half of the flips at the rANS words.
-            let c = Container::parse(&good).unwrap();
-            let s = c.find(types::CWLT).unwrap().unwrap();
-            s.as_ptr() as usize - good.as_ptr() as usize
-        };
+        // Byte ranges of the CWLT payloads, to aim a quarter of the flips at the rANS words.
+        let streams: Vec<std::ops::Range<usize>> = Container::parse(&good)
+            .unwrap()
+            .find_all(types::CWLT)
+            .iter()
+            .map(|s| {
+                let at = s.as_ptr() as usize - good.as_ptr() as usize;
+                at..at + s.len()
+            })
+            .collect();
         for k in 0..700 {
             let mut bad = good.clone();
             match k % 4 {
@@ -54,7 +59,8 @@ fn random_damage_never_panics() {
                     }
                 }
                 1 => {
-                    let p = rng.gen_range(stream_at..bad.len() - 16);
+                    let s = streams[rng.gen_range(0..streams.len())].clone();
+                    let p = rng.gen_range(s);
                     bad[p] ^= 1 << rng.gen_range(0..8);
                     bad = repair_crcs(&bad).unwrap();
                 }

@@ -72,6 +72,7 @@ fn stream_errors_on_garbage_and_waits_on_truncation() {
         max_width: 32,
         max_height: 32,
         max_pixels: 1024,
+        ..lic::Limits::default()
     });
     let mut dec = StreamDecoder::new(&small);
     dec.push(&bytes);

@@ -26,6 +26,7 @@ typedef struct LicLimits {
     uint32_t max_width;  /* default 16384 */
     uint32_t max_height; /* default 16384 */
     uint64_t max_pixels; /* default 64 Mi pixels */
+    uint64_t max_memory; /* default 2 GiB: the decoder's estimate of what it allocates */
 } LicLimits;
 
 /* What the header says (no network is run to get it). */

@@ -34,6 +34,8 @@ pub struct LicLimits {
     pub max_height: u32,
     /// Largest pixel count.
     pub max_pixels: u64,
+    /// Largest decoder memory estimate, in bytes.
+    pub max_memory: u64,
 }
 
 /// Header facts (`LicInfo`).
@@ -114,6 +116,7 @@ fn limits_of(l: *const LicLimits) -> Limits {
             max_width: l.max_width,
             max_height: l.max_height,
             max_pixels: l.max_pixels,
+            max_memory: l.max_memory,
         },
         None => Limits::default(),
     }
@@ -131,6 +134,7 @@ pub extern "C" fn lic_default_limits() -> LicLimits {
         max_width: l.max_width,
         max_height: l.max_height,
         max_pixels: l.max_pixels,
+        max_memory: l.max_memory,
     }
 }
 

@@ -28,6 +28,48 @@ pub struct Latents {
     pub values: Vec<i32>,
 }
 
+impl Latents {
+    /// An all-zero grid (level 0 everywhere).
+    pub fn zeros(h: usize, w: usize) -> Self {
+        Self {
+            h,
+            w,
+            levels: vec![0; h * w],
+            values: vec![0; M * h * w],
+        }
+    }
+
+    /// The latents inside `r`.
+    pub fn crop(&self, r: &Rect) -> Latents {
+        let mut out = Latents::zeros(r.h(), r.w());
+        let (n, m) = (self.h * self.w, r.h() * r.w());
+        for i in 0..r.h() {
+            let src = (r.i0 + i) * self.w + r.j0;
+            let dst = i * r.w();
+            out.levels[dst..dst + r.w()].copy_from_slice(&self.levels[src..src + r.w()]);
+            for c in 0..M {
+                out.values[c * m + dst..c * m + dst + r.w()]
+                    .copy_from_slice(&self.values[c * n + src..c * n + src + r.w()]);
+            }
+        }
+        out
+    }
+
+    /// Writes `src` into this grid with its top-left corner at row `i0`, column `j0`.
+    pub fn paste(&mut self, i0: usize, j0: usize, src: &Latents) {
+        let (n, m) = (self.h * self.w, src.h * src.w);
+        for i in 0..src.h {
+            let dst = (i0 + i) * self.w + j0;
+            let s = i * src.w;
+            self.levels[dst..dst + src.w].copy_from_slice(&src.levels[s..s + src.w]);
+            for c in 0..M {
+                self.values[c * n + dst..c * n + dst + src.w]
+                    .copy_from_slice(&src.values[c * m + s..c * m + s + src.w]);
+            }
+        }
+    }
+}
+
 /// Rate coordinate of a quality: t = q16·(RATE_POINTS − 1)/65535, matching the integer
 /// interpolation of [`rate_position`].
 pub fn rate_pos(q16: u16) -> RatePos {
@@ -38,16 +80,89 @@ pub fn rate_pos(q16: u16) -> RatePos {
     }
 }
 
-/// Planar RGB in [0, 1], padded by edge replication to multiples of 16: `(1, 3, H', W')`.
-pub fn to_tensor(rgb: &[u8], width: usize, height: usize, dev: &Device) -> Result<Tensor, Error> {
-    let hp = height.div_ceil(STRIDE) * STRIDE;
-    let wp = width.div_ceil(STRIDE) * STRIDE;
+/// Latent rows and columns of context on each side of a tile that the analysis and the
+/// synthesis see. It covers both receptive fields (analysis: 30 pixels beyond a latent's own
+/// 16; synthesis: 1.875 latents), so tiled latents and pixels equal untiled ones up to float
+/// rounding: tiles leave no seams.
+pub const HALO: usize = 2;
+
+/// A rectangle of the latent grid: rows `i0..i1`, columns `j0..j1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    /// First row.
+    pub i0: usize,
+    /// One past the last row.
+    pub i1: usize,
+    /// First column.
+    pub j0: usize,
+    /// One past the last column.
+    pub j1: usize,
+}
+
+impl Rect {
+    /// Rows.
+    pub fn h(&self) -> usize {
+        self.i1 - self.i0
+    }
+    /// Columns.
+    pub fn w(&self) -> usize {
+        self.j1 - self.j0
+    }
+    /// Grown by `by` on every side, clipped to an `h`×`w` grid.
+    pub fn grow(&self, by: usize, h: usize, w: usize) -> Rect {
+        Rect {
+            i0: self.i0.saturating_sub(by),
+            i1: (self.i1 + by).min(h),
+            j0: self.j0.saturating_sub(by),
+            j1: (self.j1 + by).min(w),
+        }
+    }
+    /// This rectangle in the coordinates of `outer` (which contains it).
+    pub fn within(&self, outer: &Rect) -> Rect {
+        Rect {
+            i0: self.i0 - outer.i0,
+            i1: self.i1 - outer.i0,
+            j0: self.j0 - outer.j0,
+            j1: self.j1 - outer.j0,
+        }
+    }
+}
+
+/// The tiles of an `h`×`w` latent grid, `side` latents square (0: one tile), in raster order
+/// (spec §5).
+pub fn tiles(h: usize, w: usize, side: usize) -> Vec<Rect> {
+    let (th, tw) = if side == 0 { (h, w) } else { (side, side) };
+    let mut out = Vec::new();
+    for i0 in (0..h).step_by(th.max(1)) {
+        for j0 in (0..w).step_by(tw.max(1)) {
+            out.push(Rect {
+                i0,
+                i1: (i0 + th).min(h),
+                j0,
+                j1: (j0 + tw).min(w),
+            });
+        }
+    }
+    out
+}
+
+/// Planar RGB in [0, 1] of the pixels under latent rectangle `r`: `(1, 3, 16·r.h, 16·r.w)`.
+/// The image is extended to whole latents by edge replication.
+pub fn to_tensor(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    r: &Rect,
+    dev: &Device,
+) -> Result<Tensor, Error> {
+    let (hp, wp) = (r.h() * STRIDE, r.w() * STRIDE);
+    let (y0, x0) = (r.i0 * STRIDE, r.j0 * STRIDE);
     let mut v = vec![0f32; 3 * hp * wp];
     for c in 0..3 {
         for y in 0..hp {
-            let sy = y.min(height - 1);
+            let sy = (y0 + y).min(height - 1);
             for x in 0..wp {
-                let sx = x.min(width - 1);
+                let sx = (x0 + x).min(width - 1);
                 v[c * hp * wp + y * wp + x] = rgb[(sy * width + sx) * 3 + c] as f32 / 255.0;
             }
         }
@@ -188,14 +303,9 @@ pub fn read_symbols(
     })
 }
 
-/// Synthesis: latents → interleaved RGB8 of `width`×`height` (cropped from the padded grid).
-pub fn synthesize(
-    weights: &CwWeights,
-    lat: &Latents,
-    q16: u16,
-    width: usize,
-    height: usize,
-) -> Result<Vec<u8>, Error> {
+/// Synthesis: latents → interleaved RGB8 of the whole `16·h`×`16·w` grid (spec §5 steps 3–4,
+/// before cropping).
+pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16) -> Result<Vec<u8>, Error> {
     let model = &weights.model;
     let dev = model.device();
     let (lg, _) = model.rate_params(rate_pos(q16))?;
@@ -208,13 +318,10 @@ pub fn synthesize(
     let x = model.synthesis(&y)?;
     let (_, _, hp, wp) = x.dims4()?;
     let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let mut out = vec![0u8; width * height * 3];
-    for yy in 0..height {
-        for xx in 0..width {
-            for c in 0..3 {
-                let v = x[c * hp * wp + yy * wp + xx] * 255.0;
-                out[(yy * width + xx) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
-            }
+    let mut out = vec![0u8; hp * wp * 3];
+    for p in 0..hp * wp {
+        for c in 0..3 {
+            out[p * 3 + c] = (x[c * hp * wp + p] * 255.0).round().clamp(0.0, 255.0) as u8;
         }
     }
     Ok(out)

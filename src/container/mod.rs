@@ -2,7 +2,7 @@
 //! length-prefixed typed chunks, each closed by a CRC-32 of its type and data.
 //!
 //! ```text
-//! 89 4C 49 43 0D 0A 1A 0A | HEAD | (ALPH) | CWLT ... | DONE
+//! 89 4C 49 43 0D 0A 1A 0A | HEAD | (ALPH) | CWLT (one per tile) ... | DONE
 //! chunk = length:u32be  type:[u8;4]  data:[u8; length]  crc32(type ‖ data):u32be
 //! ```
 //! A chunk whose type starts with an upper-case letter is critical: a decoder that does not
@@ -19,6 +19,10 @@ pub const VERSION: u8 = 1;
 pub const MAX_CHUNK_LEN: u32 = 1 << 30;
 /// Largest width or height the format can express.
 pub const MAX_DIMENSION: u32 = 1 << 16;
+/// Smallest tile side, in latents of 16 pixels (spec §4.1).
+pub const MIN_TILE: usize = 4;
+/// Largest tile side, in latents of 16 pixels.
+pub const MAX_TILE: usize = 4096;
 /// Size of the HEAD payload.
 pub const HEAD_LEN: usize = 24;
 /// Bytes a chunk adds around its payload (length, type, CRC).
@@ -128,6 +132,8 @@ pub struct Header {
     pub weights_id: [u8; 8],
     /// Quality, `round(q · 65535)`.
     pub quality: u16,
+    /// Tile side in latents (16 pixels each); 0: the whole image is one tile (spec §5).
+    pub tile: u16,
 }
 
 impl Header {
@@ -142,7 +148,7 @@ impl Header {
         v.write_u32::<BigEndian>(self.height).unwrap();
         v.extend_from_slice(&self.weights_id);
         v.write_u16::<BigEndian>(self.quality).unwrap();
-        v.write_u16::<BigEndian>(0).unwrap(); // reserved (tiling, version 2)
+        v.write_u16::<BigEndian>(self.tile).unwrap();
         v
     }
 
@@ -176,6 +182,13 @@ impl Header {
         let mut weights_id = [0u8; 8];
         weights_id.copy_from_slice(&d[12..20]);
         let quality = BigEndian::read_u16(&d[20..22]);
+        let tile = BigEndian::read_u16(&d[22..24]);
+        if tile != 0 && !(MIN_TILE..=MAX_TILE).contains(&(tile as usize)) {
+            return Err(FormatError::Invalid {
+                section: "4.1",
+                what: "tile side out of range",
+            });
+        }
         Ok(Self {
             width,
             height,
@@ -183,6 +196,7 @@ impl Header {
             model,
             weights_id,
             quality,
+            tile,
         })
     }
 }
@@ -306,6 +320,15 @@ impl<'a> Container<'a> {
             chunks,
             file_len: bytes.len(),
         })
+    }
+
+    /// The payloads of every chunk of type `kind`, in file order.
+    pub fn find_all(&self, kind: [u8; 4]) -> Vec<&'a [u8]> {
+        self.chunks
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.data)
+            .collect()
     }
 
     /// The payload of the one chunk of type `kind`, if present.
