@@ -31,7 +31,7 @@ pub mod train;
 
 use std::path::Path;
 
-pub use codec::EncodeStats;
+pub use codec::{EncodeStats, Region};
 pub use container::{ColorType, FormatError, Header, ModelKind};
 pub use entropy::EntropyError;
 pub use model::weights::{CwWeights, WeightsError};
@@ -371,6 +371,20 @@ impl Codec {
     /// Decodes a `.lic` file.
     pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
         codec::decode(bytes, &self.weights, &self.limits)
+    }
+
+    /// Decodes only a rectangle of a `.lic` file: a viewer's visible part of a large image.
+    /// Only the tiles under the region are synthesized; its pixels equal that part of a whole
+    /// decode.
+    ///
+    /// ```no_run
+    /// let codec = lic::Codec::embedded()?;
+    /// let bytes = std::fs::read("big.lic")?;
+    /// let corner = codec.decode_region(&bytes, lic::Region { x: 0, y: 0, width: 512, height: 512 })?;
+    /// # Ok::<(), lic::Error>(())
+    /// ```
+    pub fn decode_region(&self, bytes: &[u8], region: Region) -> Result<Image, Error> {
+        codec::decode_region(bytes, &self.weights, &self.limits, region)
     }
 }
 

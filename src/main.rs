@@ -55,6 +55,10 @@ enum Command {
         /// Output file (same as the second positional argument).
         #[arg(short = 'o', long = "output")]
         out_flag: Option<String>,
+        /// Decode only this rectangle, X,Y,WIDTH,HEIGHT in pixels (only the tiles under it
+        /// are synthesized).
+        #[arg(long, value_parser = parse_region)]
+        region: Option<lic::Region>,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -238,6 +242,24 @@ fn output_name(pos: Option<String>, flag: Option<String>, what: &str) -> Result<
     }
 }
 
+/// Parses `X,Y,WIDTH,HEIGHT`.
+fn parse_region(s: &str) -> Result<lic::Region, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s}: {e}"))?;
+    match v[..] {
+        [x, y, width, height] => Ok(lic::Region {
+            x,
+            y,
+            width,
+            height,
+        }),
+        _ => Err(format!("{s}: expected X,Y,WIDTH,HEIGHT")),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Encode {
@@ -271,13 +293,17 @@ fn run(cli: Cli) -> Result<(), String> {
             input,
             output,
             out_flag,
+            region,
             weights,
         } => {
             let out = output_name(output, out_flag, "output file")?;
             let bytes = read_input(&input)?;
-            let img = codec(&weights)?
-                .decode(&bytes)
-                .map_err(|e| format!("cannot decode {input}: {e}"))?;
+            let codec = codec(&weights)?;
+            let img = match region {
+                Some(r) => codec.decode_region(&bytes, r),
+                None => codec.decode(&bytes),
+            }
+            .map_err(|e| format!("cannot decode {input}: {e}"))?;
             let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;
             let fmt = if out == "-" {
                 image::ImageFormat::Png

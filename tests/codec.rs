@@ -267,3 +267,50 @@ fn decoder_memory_depends_on_the_tile_not_the_image() {
     // One tile for the whole 6000×4000 image would need far more; the default limits refuse it.
     assert!(m(6000, 4000, 0) > 2.0 * 1024f64.powi(3));
 }
+
+#[test]
+fn a_region_decodes_to_the_same_pixels_as_the_whole() {
+    let img = kodak_crop("kodim19.png", 100, 200, 200, 150);
+    let bytes = codec().with_tile_size(64).encode(&img, 0.6).unwrap();
+    let whole = codec().decode(&bytes).unwrap();
+    // Inside one tile, across tile borders, at the ragged right/bottom edge, and everything.
+    for (x, y, w, h) in [
+        (5, 7, 20, 30),
+        (50, 40, 90, 60),
+        (170, 120, 30, 30),
+        (0, 0, 200, 150),
+    ] {
+        let part = codec()
+            .decode_region(
+                &bytes,
+                lic::Region {
+                    x,
+                    y,
+                    width: w,
+                    height: h,
+                },
+            )
+            .unwrap();
+        assert_eq!((part.width, part.height), (w, h));
+        for row in 0..h as usize {
+            let s = ((y as usize + row) * 200 + x as usize) * 3;
+            assert_eq!(
+                &part.data[row * w as usize * 3..(row + 1) * w as usize * 3],
+                &whole.data[s..s + w as usize * 3],
+                "region {x},{y} {w}x{h}, row {row}"
+            );
+        }
+    }
+    for (x, y, w, h) in [(0, 0, 0, 10), (190, 0, 11, 10), (0, 149, 10, 2)] {
+        let r = lic::Region {
+            x,
+            y,
+            width: w,
+            height: h,
+        };
+        assert!(matches!(
+            codec().decode_region(&bytes, r),
+            Err(Error::Input(_))
+        ));
+    }
+}

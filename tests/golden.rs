@@ -147,3 +147,32 @@ fn golden_vectors_decode_to_recorded_hashes() {
     }
     assert_eq!(n, CASES.len());
 }
+
+/// The golden decode again in child processes with 1 and with 2 threads (rayon and candle
+/// read `RAYON_NUM_THREADS` once per process, so it takes a fresh process). CI also runs this
+/// file in a debug build (`.ci/run`), so both builds meet the same recorded hashes.
+#[test]
+fn golden_vectors_decode_the_same_with_1_and_2_threads() {
+    if std::env::var_os("LIC_GOLDEN_CHILD").is_some() {
+        return;
+    }
+    for threads in ["1", "2"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "golden_vectors_decode_to_recorded_hashes",
+                "--test-threads",
+                "1",
+            ])
+            .env("RAYON_NUM_THREADS", threads)
+            .env("LIC_GOLDEN_CHILD", "1")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && log.contains("1 passed"),
+            "{threads} thread(s): {log}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

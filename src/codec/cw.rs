@@ -117,6 +117,10 @@ impl Rect {
             j1: (self.j1 + by).min(w),
         }
     }
+    /// Whether the two rectangles share a position.
+    pub fn meets(&self, other: &Rect) -> bool {
+        self.i0 < other.i1 && other.i0 < self.i1 && self.j0 < other.j1 && other.j0 < self.j1
+    }
     /// This rectangle in the coordinates of `outer` (which contains it).
     pub fn within(&self, outer: &Rect) -> Rect {
         Rect {

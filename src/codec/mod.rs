@@ -17,6 +17,7 @@ use crate::container::{
 use crate::model::cw::{M, STRIDE};
 use crate::model::weights::{id_hex, CwWeights};
 use crate::{Error, Image, Limits, Metadata};
+use cw::Rect;
 
 /// Statistics of one encode, for rate checks.
 #[derive(Clone, Debug)]
@@ -196,6 +197,18 @@ pub fn decode_memory(hd: &Header) -> u64 {
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.
 pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents, Error> {
     let hd = &file.header;
+    let all = Rect {
+        i0: 0,
+        i1: (hd.height as usize).div_ceil(STRIDE),
+        j0: 0,
+        j1: (hd.width as usize).div_ceil(STRIDE),
+    };
+    read_tiles(file, weights, &all)
+}
+
+/// The latent grid with the tiles that meet latent rectangle `need` decoded (others zero).
+fn read_tiles(file: &Container, weights: &CwWeights, need: &Rect) -> Result<cw::Latents, Error> {
+    let hd = &file.header;
     let (lh, lw) = (
         (hd.height as usize).div_ceil(STRIDE),
         (hd.width as usize).div_ceil(STRIDE),
@@ -207,20 +220,56 @@ pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents
             "the number of CWLT chunks differs from the number of tiles",
         )));
     }
-    let parts = rects
+    let wanted: Vec<(&Rect, &&[u8])> = rects
+        .iter()
+        .zip(&streams)
+        .filter(|(r, _)| r.meets(need))
+        .collect();
+    let parts = wanted
         .par_iter()
-        .zip(streams.par_iter())
         .map(|(r, s)| cw::read_symbols(weights, s, r.h(), r.w(), hd.quality))
         .collect::<Result<Vec<_>, Error>>()?;
     let mut lat = cw::Latents::zeros(lh, lw);
-    for (r, part) in rects.iter().zip(&parts) {
+    for ((r, _), part) in wanted.iter().zip(&parts) {
         lat.paste(r.i0, r.j0, part);
     }
     Ok(lat)
 }
 
+/// A rectangle of pixels: the part of an image [`decode_region`] decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
 /// Decodes a file with cw weights, within `limits`.
 pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Image, Error> {
+    let hd = crate::container::read_header(bytes)?;
+    let all = Region {
+        x: 0,
+        y: 0,
+        width: hd.width,
+        height: hd.height,
+    };
+    decode_region(bytes, weights, limits, all)
+}
+
+/// Decodes only `region` of a file: the tiles under it are synthesized, and only they and
+/// their neighbours (for the halo) are entropy-decoded. The pixels equal those of the same
+/// region in a whole decode.
+pub fn decode_region(
+    bytes: &[u8],
+    weights: &CwWeights,
+    limits: &Limits,
+    region: Region,
+) -> Result<Image, Error> {
     let file = Container::parse(bytes)?;
     let hd = &file.header;
     limits.check(hd)?;
@@ -230,21 +279,60 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
             have: id_hex(&weights.id),
         });
     }
-    let (w, h) = (hd.width as usize, hd.height as usize);
+    let Region {
+        x: rx,
+        y: ry,
+        width: rw,
+        height: rh,
+    } = region;
+    if rw == 0
+        || rh == 0
+        || rx as u64 + rw as u64 > hd.width as u64
+        || ry as u64 + rh as u64 > hd.height as u64
+    {
+        return Err(Error::Input(format!(
+            "region {rw}x{rh} at ({rx}, {ry}) is empty or outside the {}x{} image",
+            hd.width, hd.height
+        )));
+    }
+    let w = hd.width as usize;
+    let (rx, ry, rw, rh) = (rx as usize, ry as usize, rw as usize, rh as usize);
     let alpha = read_alpha(&file)?;
-    let lat = read_latents(&file, weights)?;
+    let (lh, lw) = ((hd.height as usize).div_ceil(STRIDE), w.div_ceil(STRIDE));
+    let under = Rect {
+        i0: ry / STRIDE,
+        i1: (ry + rh).div_ceil(STRIDE),
+        j0: rx / STRIDE,
+        j1: (rx + rw).div_ceil(STRIDE),
+    };
+    let draw: Vec<Rect> = cw::tiles(lh, lw, hd.tile as usize)
+        .into_iter()
+        .filter(|r| r.meets(&under))
+        .collect();
+    // The synthesis of the drawn tiles reads HALO latents beyond them.
+    let mut need = under;
+    for r in &draw {
+        let g = r.grow(cw::HALO, lh, lw);
+        need = Rect {
+            i0: need.i0.min(g.i0),
+            i1: need.i1.max(g.i1),
+            j0: need.j0.min(g.j0),
+            j1: need.j1.max(g.j1),
+        };
+    }
+    let lat = read_tiles(&file, weights, &need)?;
 
     let ch = hd.color.channels();
-    let mut data = vec![0u8; w * h * ch];
-    for r in cw::tiles(lat.h, lat.w, hd.tile as usize) {
-        let g = r.grow(cw::HALO, lat.h, lat.w);
+    let mut data = vec![0u8; rw * rh * ch];
+    for r in draw {
+        let g = r.grow(cw::HALO, lh, lw);
         let rgb = cw::synthesize(weights, &lat.crop(&g), hd.quality)?;
         let gw = g.w() * STRIDE;
-        for y in r.i0 * STRIDE..(r.i1 * STRIDE).min(h) {
-            for x in r.j0 * STRIDE..(r.j1 * STRIDE).min(w) {
+        for y in (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh) {
+            for x in (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw) {
                 let s = ((y - g.i0 * STRIDE) * gw + x - g.j0 * STRIDE) * 3;
                 let px = &rgb[s..s + 3];
-                let o = (y * w + x) * ch;
+                let o = ((y - ry) * rw + x - rx) * ch;
                 if hd.color.is_gray() {
                     // The encoder replicated grey into R, G and B; average what came back.
                     data[o] = ((px[0] as u16 + px[1] as u16 + px[2] as u16 + 1) / 3) as u8;
@@ -258,8 +346,8 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
         }
     }
     Ok(Image {
-        width: hd.width,
-        height: hd.height,
+        width: rw as u32,
+        height: rh as u32,
         color: hd.color,
         data,
     })

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Seeds the fuzz corpora from the golden vectors: as they are for `container` and `entropy`,
+# and behind a mode byte (0: CRCs as they are, 1: CRCs repaired) for `decode`.
+set -euo pipefail
+cd "$(dirname "$0")"
+mkdir -p corpus/container corpus/decode corpus/entropy
+for f in ../format-spec/golden/*.lic; do
+    n=$(basename "$f" .lic)
+    cp "$f" "corpus/container/$n"
+    cp "$f" "corpus/entropy/$n"
+    { printf '\x00'; cat "$f"; } > "corpus/decode/$n-0"
+    { printf '\x01'; cat "$f"; } > "corpus/decode/$n-1"
+done
