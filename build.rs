@@ -1,17 +1,20 @@
-//! Points `LIC_EMBEDDED_CW` at the shipped default weights, or at an empty file when the
-//! repository has none yet (the binary then asks for `--weights`).
+//! Points `LIC_EMBEDDED_CW` and `LIC_EMBEDDED_RNN` at the shipped default weights, or at an
+//! empty file when the repository has none yet (the binary then asks for `--weights`).
 use std::path::PathBuf;
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let shipped = root.join("weights").join("cw.safetensors");
-    println!("cargo:rerun-if-changed={}", shipped.display());
-    let path = if shipped.exists() {
-        shipped
-    } else {
-        let empty = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("no-weights.safetensors");
-        std::fs::write(&empty, b"").unwrap();
-        empty
-    };
-    println!("cargo:rustc-env=LIC_EMBEDDED_CW={}", path.display());
+    for (model, var) in [("cw", "LIC_EMBEDDED_CW"), ("rnn", "LIC_EMBEDDED_RNN")] {
+        let shipped = root.join("weights").join(format!("{model}.safetensors"));
+        println!("cargo:rerun-if-changed={}", shipped.display());
+        let path = if shipped.exists() {
+            shipped
+        } else {
+            let empty = PathBuf::from(std::env::var("OUT_DIR").unwrap())
+                .join(format!("no-{model}-weights.safetensors"));
+            std::fs::write(&empty, b"").unwrap();
+            empty
+        };
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
 }

@@ -34,7 +34,7 @@ use std::path::Path;
 pub use codec::{EncodeStats, Region};
 pub use container::{ColorType, FormatError, Header, ModelKind};
 pub use entropy::EntropyError;
-pub use model::weights::{CwWeights, WeightsError};
+pub use model::weights::{CwWeights, RnnWeights, WeightsError};
 
 /// Everything that can go wrong in lic, grouped by cause.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +279,8 @@ pub struct Info {
     pub chunks: Vec<(String, usize)>,
     /// File size in bytes.
     pub file_bytes: usize,
+    /// False when the file ends before its DONE chunk (a cut progressive file).
+    pub complete: bool,
 }
 
 impl Info {
@@ -288,9 +290,15 @@ impl Info {
     }
 }
 
-/// Reads the header and chunk table of a file (checking every CRC); runs no network.
+/// Reads the header and chunk table of a file (checking every CRC); runs no network. An rnn
+/// file cut after its header lists the chunks complete so far (`complete` is false: every
+/// complete layer still decodes); a cut cw file is an error.
 pub fn info(bytes: &[u8]) -> Result<Info, Error> {
-    let c = container::Container::parse(bytes)?;
+    let (c, complete) = container::Container::parse_prefix(bytes)?;
+    if !complete && c.header.model != ModelKind::Rnn {
+        // Report the truncation the strict parser finds.
+        container::Container::parse(bytes)?;
+    }
     Ok(Info {
         header: c.header.clone(),
         chunks: c
@@ -299,14 +307,18 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
             .map(|ch| (ch.name(), ch.data.len()))
             .collect(),
         file_bytes: c.file_len,
+        complete,
     })
 }
 
 /// An encoder/decoder with loaded weights.
 pub struct Codec {
     weights: CwWeights,
+    /// rnn weights from a file; `None`: the embedded ones, loaded when first needed.
+    rnn: Option<RnnWeights>,
     pub(crate) limits: Limits,
     tile: u32,
+    model: ModelKind,
 }
 
 impl Codec {
@@ -314,19 +326,45 @@ impl Codec {
     pub fn embedded() -> Result<Self, Error> {
         Ok(Self {
             weights: CwWeights::embedded()?,
+            rnn: None,
             limits: Limits::default(),
             tile: codec::DEFAULT_TILE,
+            model: ModelKind::Cw,
         })
     }
 
-    /// The codec on a weights file.
+    /// The codec on a weights file: cw weights, or rnn weights (which also make rnn the
+    /// encoder's model); the other model keeps the embedded weights.
     pub fn from_weights_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let bytes = std::fs::read(path)?;
+        let is_rnn = safetensors::SafeTensors::deserialize(&bytes)
+            .map(|st| st.names().iter().any(|n| *n == "bits.p_one"))
+            .unwrap_or(false);
+        if is_rnn {
+            let rnn = RnnWeights::from_bytes(&bytes)?;
+            return Ok(Self {
+                rnn: Some(rnn),
+                model: ModelKind::Rnn,
+                ..Self::embedded()?
+            });
+        }
         Ok(Self {
             weights: CwWeights::from_bytes(&bytes)?,
-            limits: Limits::default(),
-            tile: codec::DEFAULT_TILE,
+            ..Self::embedded()?
         })
+    }
+
+    /// Chooses the encoder's model (default cw). Decoding follows each file's header.
+    pub fn with_model(mut self, model: ModelKind) -> Self {
+        self.model = model;
+        self
+    }
+
+    pub(crate) fn rnn_weights(&self) -> Result<&RnnWeights, Error> {
+        match &self.rnn {
+            Some(w) => Ok(w),
+            None => Ok(RnnWeights::embedded_shared()?),
+        }
     }
 
     /// Replaces the decoder limits.
@@ -350,12 +388,12 @@ impl Codec {
 
     /// Encodes at quality `q` ∈ [0, 1] (0: smallest file, 1: best picture).
     pub fn encode(&self, img: &Image, q: f32) -> Result<Vec<u8>, Error> {
-        Ok(codec::encode(img, q, self.tile, &self.weights, &Metadata::default())?.0)
+        Ok(self.encode_full(img, q, &Metadata::default())?.0)
     }
 
     /// Encodes and reports the stream statistics.
     pub fn encode_with_stats(&self, img: &Image, q: f32) -> Result<(Vec<u8>, EncodeStats), Error> {
-        codec::encode(img, q, self.tile, &self.weights, &Metadata::default())
+        self.encode_full(img, q, &Metadata::default())
     }
 
     /// Encodes and carries `meta` (ICC profile, EXIF) in ancillary chunks.
@@ -365,12 +403,37 @@ impl Codec {
         q: f32,
         meta: &Metadata,
     ) -> Result<Vec<u8>, Error> {
-        Ok(codec::encode(img, q, self.tile, &self.weights, meta)?.0)
+        Ok(self.encode_full(img, q, meta)?.0)
     }
 
-    /// Decodes a `.lic` file.
+    fn encode_full(
+        &self,
+        img: &Image,
+        q: f32,
+        meta: &Metadata,
+    ) -> Result<(Vec<u8>, EncodeStats), Error> {
+        match self.model {
+            ModelKind::Cw => codec::encode(img, q, self.tile, &self.weights, meta),
+            ModelKind::Rnn => codec::encode_rnn(img, q, self.rnn_weights()?, meta),
+        }
+    }
+
+    /// Decodes a `.lic` file (an rnn file: every complete layer, even if the file was cut).
     pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
-        codec::decode(bytes, &self.weights, &self.limits)
+        Ok(match container::read_header(bytes)?.model {
+            ModelKind::Rnn => self.decode_layers(bytes, None)?.image,
+            _ => codec::decode(bytes, &self.weights, &self.limits)?,
+        })
+    }
+
+    /// Decodes the first `max_layers` layers of an rnn file (all when `None`), and says how
+    /// many there were and whether the file was cut.
+    pub fn decode_layers(
+        &self,
+        bytes: &[u8],
+        max_layers: Option<usize>,
+    ) -> Result<codec::RnnDecoded, Error> {
+        codec::decode_rnn(bytes, self.rnn_weights()?, &self.limits, max_layers)
     }
 
     /// Decodes only a rectangle of a `.lic` file: a viewer's visible part of a large image.

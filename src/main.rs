@@ -39,9 +39,14 @@ enum Command {
         )]
         quality: f32,
         /// Tile side in pixels (a multiple of 16, at least 64; 0: one tile). Decoder memory
-        /// depends on the tile, not on the image.
+        /// depends on the tile, not on the image. cw only.
         #[arg(long, default_value_t = lic::codec::DEFAULT_TILE)]
         tile: u32,
+        /// Model: cw (default) or rnn (progressive: every layer is a chunk, and a file cut
+        /// after any layer still decodes). With rnn, -q sets the layer count:
+        /// 1 + round(q·11).
+        #[arg(long, default_value = "cw")]
+        model: String,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -56,9 +61,12 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         out_flag: Option<String>,
         /// Decode only this rectangle, X,Y,WIDTH,HEIGHT in pixels (only the tiles under it
-        /// are synthesized).
+        /// are synthesized). cw files.
         #[arg(long, value_parser = parse_region)]
         region: Option<lic::Region>,
+        /// Decode only the first K layers of an rnn file.
+        #[arg(long)]
+        layers: Option<usize>,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -68,9 +76,12 @@ enum Command {
         /// The .lic file, or - for standard input.
         input: String,
     },
-    /// Train the cw model (resumes from OUT/ckpt.safetensors when present).
+    /// Train a model (resumes from OUT/ckpt.safetensors when present).
     #[cfg(feature = "train")]
     Train {
+        /// Which model: cw (default) or rnn.
+        #[arg(long, default_value = "cw")]
+        model: String,
         /// Folder of training images.
         #[arg(long)]
         data: PathBuf,
@@ -124,6 +135,9 @@ enum Command {
     /// Turn a training checkpoint into a shipped weights file.
     #[cfg(feature = "train")]
     Export {
+        /// Which model: cw (default) or rnn.
+        #[arg(long, default_value = "cw")]
+        model: String,
         /// Checkpoint (f32 safetensors).
         #[arg(long)]
         ckpt: PathBuf,
@@ -268,8 +282,14 @@ fn run(cli: Cli) -> Result<(), String> {
             out_flag,
             quality,
             tile,
+            model,
             weights,
         } => {
+            let model = match model.as_str() {
+                "cw" => lic::ModelKind::Cw,
+                "rnn" => lic::ModelKind::Rnn,
+                m => return Err(format!("unknown model {m}: cw or rnn")),
+            };
             let out = output_name(output, out_flag, "output file")?;
             lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
             // Check the tile side before the (slow) image read; 1x1 never tiles, so use a size
@@ -283,7 +303,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
                 );
             }
-            let codec = codec(&weights)?.with_tile_size(tile);
+            let codec = codec(&weights)?.with_tile_size(tile).with_model(model);
             let lic = codec
                 .encode_with_metadata(&img, quality, &meta)
                 .map_err(|e| e.to_string())?;
@@ -294,14 +314,29 @@ fn run(cli: Cli) -> Result<(), String> {
             output,
             out_flag,
             region,
+            layers,
             weights,
         } => {
             let out = output_name(output, out_flag, "output file")?;
             let bytes = read_input(&input)?;
             let codec = codec(&weights)?;
-            let img = match region {
-                Some(r) => codec.decode_region(&bytes, r),
-                None => codec.decode(&bytes),
+            let header = lic::container::read_header(&bytes)
+                .map_err(|e| format!("cannot decode {input}: {e}"))?;
+            if layers.is_some() && header.model != lic::ModelKind::Rnn {
+                return Err(format!("--layers is for rnn files; {input} is a cw file"));
+            }
+            let img = match (region, header.model) {
+                (Some(r), _) => codec.decode_region(&bytes, r),
+                (None, lic::ModelKind::Rnn) => codec.decode_layers(&bytes, layers).map(|d| {
+                    if d.truncated {
+                        eprintln!(
+                            "warning: {input} is cut short: decoded the {} complete layer(s) of {}",
+                            d.layers, d.layers_in_file
+                        );
+                    }
+                    d.image
+                }),
+                (None, _) => codec.decode(&bytes),
             }
             .map_err(|e| format!("cannot decode {input}: {e}"))?;
             let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;
@@ -348,14 +383,33 @@ fn run(cli: Cli) -> Result<(), String> {
                 "decoding:   needs about {} MiB",
                 lic::codec::decode_memory(h).div_ceil(1 << 20)
             );
+            if !info.complete {
+                println!("warning:    the file is cut short (no DONE chunk)");
+            }
             println!("chunks:");
+            let pixels = h.width as f64 * h.height as f64;
+            let mut end = lic::container::SIGNATURE.len()
+                + lic::container::CHUNK_OVERHEAD
+                + lic::container::HEAD_LEN;
+            let mut layer = 0;
             for (name, len) in &info.chunks {
-                println!("  {name}  {len} bytes");
+                end += lic::container::CHUNK_OVERHEAD + len;
+                if name == "RNLY" {
+                    // What a viewer has once this layer has arrived.
+                    layer += 1;
+                    println!(
+                        "  {name}  {len} bytes  layer {layer}: {:.4} bpp so far",
+                        end as f64 * 8.0 / pixels
+                    );
+                } else {
+                    println!("  {name}  {len} bytes");
+                }
             }
             Ok(())
         }
         #[cfg(feature = "train")]
         Command::Train {
+            model,
             data,
             out,
             init,
@@ -394,12 +448,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 ste,
                 pca_init,
             };
-            lic::train::train(&cfg).map_err(|e| e.to_string())
+            match model.as_str() {
+                "cw" => lic::train::train(&cfg),
+                "rnn" => lic::train::rnn::train(&cfg),
+                m => return Err(format!("unknown model {m}: cw or rnn")),
+            }
+            .map_err(|e| e.to_string())
         }
         #[cfg(feature = "train")]
-        Command::Export { ckpt, data, out } => {
-            lic::train::export::export(&ckpt, &data, &out).map_err(|e| e.to_string())
+        Command::Export {
+            model,
+            ckpt,
+            data,
+            out,
+        } => match model.as_str() {
+            "cw" => lic::train::export::export(&ckpt, &data, &out),
+            "rnn" => lic::train::rnn::export(&ckpt, &data, &out, 150),
+            m => return Err(format!("unknown model {m}: cw or rnn")),
         }
+        .map_err(|e| e.to_string()),
     }
 }
 

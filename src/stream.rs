@@ -7,20 +7,26 @@
 //! # let network_chunks: Vec<Vec<u8>> = Vec::new();
 //! for part in network_chunks {
 //!     dec.push(&part);
-//!     match dec.poll()? {
-//!         Event::HeaderKnown(h) => println!("{}x{}", h.width, h.height),
-//!         Event::PictureReady { layer, layers } => println!("picture {layer}/{layers}"),
-//!         _ => {} // NeedMoreData, Done, and kinds added later
+//!     loop {
+//!         match dec.poll()? {
+//!             Event::HeaderKnown(h) => println!("{}x{}", h.width, h.height),
+//!             Event::PictureReady { layer, layers } => println!("picture {layer}/{layers}"),
+//!             _ => break, // NeedMoreData, Done, and kinds added later
+//!         }
 //!     }
 //! }
 //! # Ok::<(), lic::Error>(())
 //! ```
 //!
-//! A cw file yields one picture, once its last chunk (DONE) has arrived. Chunk boundaries
-//! are scanned once as bytes arrive, so feeding a file in many small pieces costs no
-//! re-parsing.
+//! A cw file yields one picture, once its last chunk (DONE) has arrived. An rnn file yields a
+//! picture after every layer (RNLY chunk): the decoder keeps its recurrent state between
+//! layers, so each layer costs one synthesis iteration, not a decode from the start. Chunk
+//! boundaries are scanned once as bytes arrive, so feeding a file in many small pieces costs
+//! no re-parsing.
 
-use crate::container::{self, FormatError, Header};
+use crate::codec::rnn::{layers_for_quality, Progressive};
+use crate::container::{self, types, FormatError, Header, ModelKind};
+use crate::model::weights::id_hex;
 use crate::{Codec, Error, Image};
 
 /// What a [`StreamDecoder`] knows after the bytes fed so far.
@@ -51,6 +57,9 @@ pub struct StreamDecoder<'c> {
     header: Option<Header>,
     complete: bool,
     picture: Option<Image>,
+    /// rnn files: the decoder between layers, and the alpha plane once ALPH has arrived.
+    rnn: Option<Progressive<'c>>,
+    alpha: Option<Vec<u8>>,
 }
 
 impl<'c> StreamDecoder<'c> {
@@ -63,6 +72,8 @@ impl<'c> StreamDecoder<'c> {
             header: None,
             complete: false,
             picture: None,
+            rnn: None,
+            alpha: None,
         }
     }
 
@@ -88,13 +99,24 @@ impl<'c> StreamDecoder<'c> {
         self.picture
     }
 
-    /// Advances as far as the bytes allow. Errors (a corrupt chunk, an image over the limits)
-    /// are reported as soon as the offending bytes have arrived.
+    /// Advances as far as the bytes allow, reporting one event per call (call again until
+    /// `NeedMoreData` or `Done`). Errors (a corrupt chunk, an image over the limits) are
+    /// reported as soon as the offending bytes have arrived.
     pub fn poll(&mut self) -> Result<Event, Error> {
-        if self.header.is_none() {
+        let Some(header) = self.header.clone() else {
             return match container::read_header(&self.buf) {
                 Ok(h) => {
                     self.codec.limits.check(&h)?;
+                    if h.model == ModelKind::Rnn {
+                        let weights = self.codec.rnn_weights()?;
+                        if h.weights_id != weights.id {
+                            return Err(Error::WrongWeights {
+                                needed: id_hex(&h.weights_id),
+                                have: id_hex(&weights.id),
+                            });
+                        }
+                        self.rnn = Some(Progressive::new(weights, &h)?);
+                    }
                     self.scanned = container::SIGNATURE.len()
                         + container::CHUNK_OVERHEAD
                         + container::HEAD_LEN;
@@ -104,16 +126,52 @@ impl<'c> StreamDecoder<'c> {
                 Err(FormatError::Truncated(_)) => Ok(Event::NeedMoreData),
                 Err(e) => Err(e.into()),
             };
-        }
+        };
+        let layers = layers_for_quality(header.quality);
         while !self.complete {
-            match container::read_chunk(&self.buf, self.scanned) {
-                Ok((chunk, next)) => {
-                    self.complete = chunk.kind == container::types::DONE;
-                    self.scanned = next;
-                }
+            let (chunk, next) = match container::read_chunk(&self.buf, self.scanned) {
+                Ok(c) => c,
                 Err(FormatError::Truncated(_)) => return Ok(Event::NeedMoreData),
                 Err(e) => return Err(e.into()),
+            };
+            self.scanned = next;
+            self.complete = chunk.kind == types::DONE;
+            let Some(rnn) = self.rnn.as_mut() else {
+                continue;
+            };
+            match chunk.kind {
+                types::ALPH if header.color.has_alpha() && rnn.layers() == 0 => {
+                    let n = header.width as usize * header.height as usize;
+                    self.alpha = Some(crate::codec::inflate_alpha(chunk.data, n)?);
+                }
+                types::RNLY => {
+                    if header.color.has_alpha() && self.alpha.is_none() {
+                        return Err(Error::Format(FormatError::Structure(
+                            "ALPH must come before the first RNLY chunk",
+                        )));
+                    }
+                    if rnn.layers() >= layers {
+                        return Err(Error::Format(FormatError::Structure(
+                            "more RNLY chunks than the quality gives",
+                        )));
+                    }
+                    rnn.push_layer(chunk.data)?;
+                    self.picture = Some(rnn.picture(self.alpha.as_deref())?);
+                    return Ok(Event::PictureReady {
+                        layer: rnn.layers() as u32,
+                        layers: layers as u32,
+                    });
+                }
+                _ => {}
             }
+        }
+        if let Some(rnn) = &self.rnn {
+            if rnn.layers() != layers {
+                return Err(Error::Format(FormatError::Structure(
+                    "the number of RNLY chunks differs from the layers the quality gives",
+                )));
+            }
+            return Ok(Event::Done);
         }
         if self.picture.is_none() {
             self.buf.truncate(self.scanned);

@@ -2,6 +2,7 @@
 //! pipeline in [`cw`].
 
 pub mod cw;
+pub mod rnn;
 
 use std::io::{Read, Write};
 
@@ -15,7 +16,7 @@ use crate::container::{
     SIGNATURE,
 };
 use crate::model::cw::{M, STRIDE};
-use crate::model::weights::{id_hex, CwWeights};
+use crate::model::weights::{id_hex, CwWeights, RnnWeights};
 use crate::{Error, Image, Limits, Metadata};
 use cw::Rect;
 
@@ -125,6 +126,25 @@ pub fn encode(
         quality: q16,
         tile,
     };
+    let streams: Vec<&[u8]> = coded.iter().map(|(s, _, _)| s.as_slice()).collect();
+    let out = write_file(&header, img, meta, types::CWLT, &streams)?;
+    let stats = EncodeStats {
+        file_bytes: out.len(),
+        stream_bytes: streams.iter().map(|s| s.len()).sum(),
+        estimated_bits: coded.iter().map(|c| c.1).sum(),
+        symbols: coded.iter().map(|c| c.2).sum(),
+    };
+    Ok((out, stats))
+}
+
+/// Writes a whole file: signature, HEAD, metadata, alpha, the coded chunks, DONE.
+fn write_file(
+    header: &Header,
+    img: &Image,
+    meta: &Metadata,
+    kind: [u8; 4],
+    payloads: &[&[u8]],
+) -> Result<Vec<u8>, Error> {
     let mut out = SIGNATURE.to_vec();
     write_chunk(&mut out, types::HEAD, &header.to_bytes());
     for (kind, data) in [(types::ICCP, &meta.icc_profile), (types::EXIF, &meta.exif)] {
@@ -135,6 +155,8 @@ pub fn encode(
             write_chunk(&mut out, kind, d);
         }
     }
+    // Alpha before the coded chunks, so that every prefix of an rnn file that holds a layer
+    // also holds the alpha plane.
     if img.color.has_alpha() {
         let ch = img.color.channels();
         let alpha: Vec<u8> = img.data.chunks_exact(ch).map(|px| px[ch - 1]).collect();
@@ -142,21 +164,117 @@ pub fn encode(
         z.write_all(&alpha)?;
         write_chunk(&mut out, types::ALPH, &z.finish()?);
     }
-    let mut stats = EncodeStats {
-        file_bytes: 0,
-        stream_bytes: 0,
-        estimated_bits: 0.0,
-        symbols: 0,
-    };
-    for (stream, bits, symbols) in &coded {
-        write_chunk(&mut out, types::CWLT, stream);
-        stats.stream_bytes += stream.len();
-        stats.estimated_bits += bits;
-        stats.symbols += symbols;
+    for p in payloads {
+        write_chunk(&mut out, kind, p);
     }
     write_chunk(&mut out, types::DONE, &[]);
-    stats.file_bytes = out.len();
+    Ok(out)
+}
+
+/// Encodes an image with rnn weights at quality `q` ∈ [0, 1]: [`rnn::layers_for_quality`]
+/// layers, one RNLY chunk each.
+pub fn encode_rnn(
+    img: &Image,
+    q: f32,
+    weights: &RnnWeights,
+    meta: &Metadata,
+) -> Result<(Vec<u8>, EncodeStats), Error> {
+    let q16 = quality_to_q16(q)?;
+    img.check()?;
+    let layers = rnn::layers_for_quality(q16);
+    let coded = rnn::encode_layers(
+        weights,
+        &rgb_of(img),
+        img.width as usize,
+        img.height as usize,
+        layers,
+    )?;
+    let header = Header {
+        width: img.width,
+        height: img.height,
+        color: img.color,
+        model: ModelKind::Rnn,
+        weights_id: weights.id,
+        quality: q16,
+        tile: 0,
+    };
+    let streams: Vec<&[u8]> = coded.layers.iter().map(Vec::as_slice).collect();
+    let out = write_file(&header, img, meta, types::RNLY, &streams)?;
+    let stats = EncodeStats {
+        file_bytes: out.len(),
+        stream_bytes: streams.iter().map(|s| s.len()).sum(),
+        estimated_bits: coded.estimated_bits.iter().sum(),
+        symbols: coded.raw_bits * layers,
+    };
     Ok((out, stats))
+}
+
+/// What [`decode_rnn`] found besides the picture.
+#[derive(Clone, Debug)]
+pub struct RnnDecoded {
+    /// The picture after the decoded layers.
+    pub image: Image,
+    /// Layers decoded.
+    pub layers: usize,
+    /// Layers the header promises.
+    pub layers_in_file: usize,
+    /// The file was cut before its end (the layers before the cut were decoded).
+    pub truncated: bool,
+}
+
+/// Decodes an rnn file, at most `max_layers` layers of it. A file cut after or inside a
+/// layer decodes the complete layers before the cut (`truncated` says so); a cut before the
+/// first layer is an error.
+pub fn decode_rnn(
+    bytes: &[u8],
+    weights: &RnnWeights,
+    limits: &Limits,
+    max_layers: Option<usize>,
+) -> Result<RnnDecoded, Error> {
+    let (file, complete) = Container::parse_prefix(bytes)?;
+    let hd = &file.header;
+    limits.check(hd)?;
+    if hd.model != ModelKind::Rnn {
+        return Err(Error::Input("not an rnn file".into()));
+    }
+    if hd.weights_id != weights.id {
+        return Err(Error::WrongWeights {
+            needed: id_hex(&hd.weights_id),
+            have: id_hex(&weights.id),
+        });
+    }
+    let layers_in_file = rnn::layers_for_quality(hd.quality);
+    let streams = file.find_all(types::RNLY);
+    if streams.len() > layers_in_file || (complete && streams.len() != layers_in_file) {
+        return Err(Error::Format(FormatError::Structure(
+            "the number of RNLY chunks differs from the layers the quality gives",
+        )));
+    }
+    let first_layer = file.chunks.iter().position(|c| c.kind == types::RNLY);
+    let alpha_at = file.chunks.iter().position(|c| c.kind == types::ALPH);
+    if let (Some(l), Some(a)) = (first_layer, alpha_at) {
+        if a > l {
+            return Err(Error::Format(FormatError::Structure(
+                "ALPH must come before the first RNLY chunk",
+            )));
+        }
+    }
+    if streams.is_empty() {
+        return Err(Error::Format(FormatError::Truncated("the first layer")));
+    }
+    // A cut file may lack ALPH only if it also lacks every layer, which was refused above.
+    let alpha = read_alpha(&file)?;
+    let mut dec = rnn::Progressive::new(weights, hd)?;
+    let take = max_layers.unwrap_or(usize::MAX).max(1).min(streams.len());
+    for s in &streams[..take] {
+        dec.push_layer(s)?;
+    }
+    Ok(RnnDecoded {
+        image: dec.picture(alpha.as_deref())?,
+        layers: take,
+        layers_in_file,
+        truncated: !complete,
+    })
 }
 
 /// An estimate of the peak bytes [`decode`] allocates for a file with this header: the
@@ -168,6 +286,11 @@ pub fn decode_memory(hd: &Header) -> u64 {
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
     let image = w * h * hd.color.channels() as u64;
     let alpha = if hd.color.has_alpha() { w * h } else { 0 };
+    if hd.model == ModelKind::Rnn {
+        // Not tiled: the decoder's recurrent state and one step's temporaries at every
+        // resolution, about 110 floats per (padded) pixel, plus the pixels.
+        return image + alpha + lh * lw * 256 * 110 * 4;
+    }
     let latents = lh * lw * (M as u64 * 4 + 1);
     // Largest tile with its halo, in latents.
     let side = |n: u64| {
@@ -249,9 +372,13 @@ pub struct Region {
     pub height: u32,
 }
 
-/// Decodes a file with cw weights, within `limits`.
+/// Decodes a file within `limits`: cw files with `weights`, rnn files with the embedded rnn
+/// weights (all of their complete layers).
 pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Image, Error> {
     let hd = crate::container::read_header(bytes)?;
+    if hd.model == ModelKind::Rnn {
+        return Ok(decode_rnn(bytes, RnnWeights::embedded_shared()?, limits, None)?.image);
+    }
     let all = Region {
         x: 0,
         y: 0,
@@ -273,6 +400,11 @@ pub fn decode_region(
     let file = Container::parse(bytes)?;
     let hd = &file.header;
     limits.check(hd)?;
+    if hd.model != ModelKind::Cw {
+        return Err(Error::Input(
+            "region decoding is for cw files (rnn files are not tiled)".into(),
+        ));
+    }
     if hd.weights_id != weights.id {
         return Err(Error::WrongWeights {
             needed: id_hex(&hd.weights_id),
@@ -353,31 +485,34 @@ pub fn decode_region(
     })
 }
 
+/// Inflates an ALPH payload that must hold exactly `n` samples.
+pub(crate) fn inflate_alpha(z: &[u8], n: usize) -> Result<Vec<u8>, Error> {
+    let mut a = Vec::new();
+    // Read at most one byte more than expected, so a zip bomb cannot grow memory.
+    ZlibDecoder::new(z)
+        .take((n + 1) as u64)
+        .read_to_end(&mut a)
+        .map_err(|_| {
+            Error::Format(FormatError::Invalid {
+                section: "4.3",
+                what: "ALPH is not valid zlib data",
+            })
+        })?;
+    if a.len() != n {
+        return Err(Error::Format(FormatError::Invalid {
+            section: "4.3",
+            what: "ALPH has the wrong size",
+        }));
+    }
+    Ok(a)
+}
+
 /// The alpha plane from ALPH, when the colour type has one.
 fn read_alpha(file: &Container) -> Result<Option<Vec<u8>>, Error> {
     let hd = &file.header;
     let n = hd.width as usize * hd.height as usize;
     match (hd.color.has_alpha(), file.find(types::ALPH)?) {
-        (true, Some(z)) => {
-            let mut a = Vec::new();
-            // Read at most one byte more than expected, so a zip bomb cannot grow memory.
-            ZlibDecoder::new(z)
-                .take((n + 1) as u64)
-                .read_to_end(&mut a)
-                .map_err(|_| {
-                    Error::Format(FormatError::Invalid {
-                        section: "4.3",
-                        what: "ALPH is not valid zlib data",
-                    })
-                })?;
-            if a.len() != n {
-                return Err(Error::Format(FormatError::Invalid {
-                    section: "4.3",
-                    what: "ALPH has the wrong size",
-                }));
-            }
-            Ok(Some(a))
-        }
+        (true, Some(z)) => Ok(Some(inflate_alpha(z, n)?)),
         (true, None) => Err(Error::Format(FormatError::Structure("missing ALPH chunk"))),
         (false, Some(_)) => Err(Error::Format(FormatError::Structure(
             "ALPH chunk in an image without alpha",

@@ -32,8 +32,10 @@ pub const CHUNK_OVERHEAD: usize = 12;
 pub mod types {
     /// Header: dimensions, colour, model, weights id, quality.
     pub const HEAD: [u8; 4] = *b"HEAD";
-    /// The cw latent stream (rANS words).
+    /// The cw latent stream of one tile (rANS words).
     pub const CWLT: [u8; 4] = *b"CWLT";
+    /// One rnn layer (iteration): its bits as rANS words.
+    pub const RNLY: [u8; 4] = *b"RNLY";
     /// Alpha plane, zlib-compressed 8-bit samples.
     pub const ALPH: [u8; 4] = *b"ALPH";
     /// End of file (empty).
@@ -50,6 +52,8 @@ pub mod types {
 pub enum ModelKind {
     /// The content-weighted autoencoder.
     Cw,
+    /// The recurrent progressive model.
+    Rnn,
 }
 
 impl ModelKind {
@@ -57,12 +61,14 @@ impl ModelKind {
     pub fn code(self) -> u8 {
         match self {
             ModelKind::Cw => 0,
+            ModelKind::Rnn => 1,
         }
     }
     /// Name as used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Cw => "cw",
+            ModelKind::Rnn => "rnn",
         }
     }
 }
@@ -165,6 +171,7 @@ impl Header {
         }
         let model = match d[1] {
             0 => ModelKind::Cw,
+            1 => ModelKind::Rnn,
             m => return Err(FormatError::UnknownModel(m)),
         };
         let color = ColorType::from_code(d[2]).ok_or(FormatError::Invalid {
@@ -183,7 +190,9 @@ impl Header {
         weights_id.copy_from_slice(&d[12..20]);
         let quality = BigEndian::read_u16(&d[20..22]);
         let tile = BigEndian::read_u16(&d[22..24]);
-        if tile != 0 && !(MIN_TILE..=MAX_TILE).contains(&(tile as usize)) {
+        if tile != 0
+            && (model == ModelKind::Rnn || !(MIN_TILE..=MAX_TILE).contains(&(tile as usize)))
+        {
             return Err(FormatError::Invalid {
                 section: "4.1",
                 what: "tile side out of range",
@@ -286,12 +295,31 @@ impl<'a> Container<'a> {
     /// [`MAX_CHUNK_LEN`], every CRC, HEAD first, DONE last, nothing after DONE. Nothing is
     /// allocated from a length read in the file.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        Ok(Self::parse_impl(bytes, false)?.0)
+    }
+
+    /// Like [`Container::parse`], but a file cut inside a chunk or before DONE is accepted:
+    /// the chunks complete so far are returned, with `false` for "incomplete". For
+    /// progressive files, whose every complete layer decodes. A cut before the end of HEAD is
+    /// still an error.
+    pub fn parse_prefix(bytes: &'a [u8]) -> Result<(Self, bool), FormatError> {
+        Self::parse_impl(bytes, true)
+    }
+
+    fn parse_impl(bytes: &'a [u8], prefix: bool) -> Result<(Self, bool), FormatError> {
         check_signature(bytes)?;
         let mut pos = 8;
         let mut header = None;
         let mut chunks = Vec::new();
+        let mut complete = true;
         loop {
-            let (chunk, next) = read_chunk(bytes, pos)?;
+            let (chunk, next) = match read_chunk(bytes, pos) {
+                Err(FormatError::Truncated(_)) if prefix && header.is_some() => {
+                    complete = false;
+                    break;
+                }
+                r => r?,
+            };
             pos = next;
             let (kind, data) = (chunk.kind, chunk.data);
             if header.is_none() {
@@ -309,17 +337,20 @@ impl<'a> Container<'a> {
                     }
                     break;
                 }
-                types::CWLT | types::ALPH => chunks.push(chunk),
+                types::CWLT | types::ALPH | types::RNLY => chunks.push(chunk),
                 _ if chunk.is_critical() => return Err(FormatError::UnknownCritical(chunk.name())),
                 _ => chunks.push(chunk),
             }
         }
         let header = header.ok_or(FormatError::Structure("missing HEAD"))?;
-        Ok(Self {
-            header,
-            chunks,
-            file_len: bytes.len(),
-        })
+        Ok((
+            Self {
+                header,
+                chunks,
+                file_len: bytes.len(),
+            },
+            complete,
+        ))
     }
 
     /// The payloads of every chunk of type `kind`, in file order.

@@ -1,6 +1,7 @@
 //! Entropy coding: quantized probability tables, the integer path that picks a table for
 //! every symbol, and the rANS symbol stream (through `constriction`).
 
+pub mod bits;
 pub mod coder;
 pub mod params;
 pub mod tables;

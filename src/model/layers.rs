@@ -55,7 +55,22 @@ impl Conv {
         } else {
             x.contiguous()?.apply_op1(Im2Col { k: self.k })?
         };
-        let y = self.w.broadcast_matmul(&cols)?;
+        let y = if b == 1 {
+            self.w.broadcast_matmul(&cols)?
+        } else {
+            // One (cout × K)·(K × B·HW) product instead of B small ones: on small maps (a
+            // 32² crop is 2×2 at 1/16) the batched form spends its time in per-item overhead,
+            // and its backward materialises B copies of the weight gradient.
+            let kk = cols.dim(1)?;
+            let flat = cols
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((kk, b * h * w))?;
+            self.w
+                .matmul(&flat)?
+                .reshape((self.cout, b, h * w))?
+                .transpose(0, 1)?
+        };
         let y = y.broadcast_add(&self.b.reshape((1, self.cout, 1))?)?;
         y.reshape((b, self.cout, h, w))
     }

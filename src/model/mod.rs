@@ -1,7 +1,8 @@
-//! The learned parts: layers, the cw transform with its float entropy-model twin, and the
-//! weights files that carry them.
+//! The learned parts: layers, the cw transform with its float entropy-model twin, the
+//! recurrent rnn transform, and the weights files that carry them.
 
 pub mod cw;
 pub mod im2col;
 pub mod layers;
+pub mod rnn;
 pub mod weights;

@@ -7,11 +7,15 @@ use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use super::cw::CwModel;
+use super::rnn::RnnModel;
+use crate::entropy::bits::BitModel;
 use crate::entropy::params::IntParams;
 use crate::entropy::tables::{categorical, Categorical, ScaleTables};
 
 /// The default cw weights, embedded at build time (empty when the repository has none yet).
 pub static EMBEDDED_CW: &[u8] = include_bytes!(env!("LIC_EMBEDDED_CW"));
+/// The default rnn weights, embedded likewise.
+pub static EMBEDDED_RNN: &[u8] = include_bytes!(env!("LIC_EMBEDDED_RNN"));
 
 /// Why weights could not be loaded.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -135,6 +139,50 @@ impl CwWeights {
             std::sync::OnceLock::new();
         SHARED
             .get_or_init(Self::embedded)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// Loaded rnn weights: the recurrent transforms and the bit probability table.
+pub struct RnnWeights {
+    /// The float transforms.
+    pub model: RnnModel,
+    /// The conditional bit model (spec §6.6).
+    pub bits: BitModel,
+    /// First 8 bytes of the SHA-256 of the file.
+    pub id: [u8; 8],
+}
+
+impl RnnWeights {
+    /// Loads weights from the bytes of a safetensors file (tensors `e0.*`, `enc.*`, `bin.*`,
+    /// `dec.*`, `out.*` and the i32 table `bits.p_one`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
+        if bytes.is_empty() {
+            return Err(WeightsError::NotEmbedded);
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Parse(e.to_string()))?;
+        let p_one = read_i32(&st, "bits.p_one")?
+            .into_iter()
+            .map(|v| u16::try_from(v).unwrap_or(0))
+            .collect();
+        let bits = BitModel::new(p_one).map_err(|e| WeightsError::Tensor(e.into()))?;
+        let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
+            .map_err(|e| WeightsError::Parse(e.to_string()))?;
+        let model = RnnModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
+        Ok(Self {
+            model,
+            bits,
+            id: weights_id(bytes),
+        })
+    }
+
+    /// The embedded default rnn weights, parsed once per process.
+    pub fn embedded_shared() -> Result<&'static Self, WeightsError> {
+        static SHARED: std::sync::OnceLock<Result<RnnWeights, WeightsError>> =
+            std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| Self::from_bytes(EMBEDDED_RNN))
             .as_ref()
             .map_err(Clone::clone)
     }

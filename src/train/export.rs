@@ -140,13 +140,7 @@ pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::e
     super::load_into(&mut vm, ckpt)?;
     let int = int_params(&vm, &model, data)?;
 
-    let mut bufs: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for (name, var) in vm.data().lock().unwrap().iter() {
-        let t = var.as_tensor().to_dtype(DType::F16)?;
-        let v: Vec<half::f16> = t.flatten_all()?.to_vec1()?;
-        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        bufs.insert(name.clone(), (Dtype::F16, t.dims().to_vec(), bytes));
-    }
+    let mut bufs = f16_tensors(&vm)?;
     let ints: [(&str, &[i32], Vec<usize>); 6] = [
         ("int.base", &int.base, vec![int.base.len()]),
         ("int.log_gain", &int.log_gain, vec![int.log_gain.len()]),
@@ -184,11 +178,35 @@ pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::e
         (Dtype::I32, vec![int.map_freq.len()], mf),
     );
 
+    write_safetensors(&bufs, out)
+}
+
+/// Tensors of a weights file being written: name → (type, shape, little-endian bytes).
+pub type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Every variable of `vm` as f16.
+pub fn f16_tensors(vm: &VarMap) -> candle_core::Result<Tensors> {
+    let mut bufs = Tensors::new();
+    for (name, var) in vm.data().lock().unwrap().iter() {
+        let t = var.as_tensor().to_dtype(DType::F16)?;
+        let v: Vec<half::f16> = t.flatten_all()?.to_vec1()?;
+        let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        bufs.insert(name.clone(), (Dtype::F16, t.dims().to_vec(), bytes));
+    }
+    Ok(bufs)
+}
+
+/// Writes `bufs` as a safetensors file.
+pub fn write_safetensors(bufs: &Tensors, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write(out, safetensors_bytes(bufs)?)?;
+    Ok(())
+}
+
+/// `bufs` as the bytes of a safetensors file.
+pub fn safetensors_bytes(bufs: &Tensors) -> Result<Vec<u8>, safetensors::SafeTensorError> {
     let views: Vec<(String, TensorView)> = bufs
         .iter()
         .map(|(n, (d, s, b))| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let bytes = safetensors::serialize(views, None)?;
-    std::fs::write(out, bytes)?;
-    Ok(())
+    safetensors::serialize(views, None)
 }

@@ -9,6 +9,7 @@
 pub mod data;
 pub mod export;
 pub mod pca_init;
+pub mod rnn;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

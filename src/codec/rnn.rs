@@ -1,0 +1,172 @@
+//! The rnn pipeline: pixels → iterations of bits → one RNLY chunk each, and back, one layer
+//! at a time (format-spec §5.2, §6.6).
+//!
+//! [`Progressive`] is the decoder's state between layers: the recurrent state of the
+//! synthesis and the last layer's bits (the context of the next). A viewer that has shown
+//! layer k continues from there when layer k + 1 arrives; nothing is recomputed.
+
+use super::cw::{to_tensor, Rect};
+use crate::container::Header;
+use crate::model::rnn::{bits_of, bits_tensor, DecoderState, MAX_ITERS, STRIDE};
+use crate::model::weights::RnnWeights;
+use crate::{Error, Image};
+
+/// Layers coded at a quality: `1 + round(q16 · (MAX_ITERS − 1) / 65535)`, so -q 0 gives one
+/// layer (0.125 bpp before entropy coding), -q 1 gives [`MAX_ITERS`], monotone in between.
+pub fn layers_for_quality(q16: u16) -> usize {
+    1 + ((q16 as usize * (MAX_ITERS - 1) + 32767) / 65535)
+}
+
+/// The coded layers of an image: one rANS stream per iteration.
+pub struct Coded {
+    /// The RNLY payloads, in order.
+    pub layers: Vec<Vec<u8>>,
+    /// The model's estimate of each layer, in bits.
+    pub estimated_bits: Vec<f64>,
+    /// Bits before entropy coding, per layer.
+    pub raw_bits: usize,
+}
+
+/// Runs the encoder for `layers` iterations on interleaved RGB8 and codes every layer.
+pub fn encode_layers(
+    weights: &RnnWeights,
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    layers: usize,
+) -> Result<Coded, Error> {
+    let model = &weights.model;
+    let (lh, lw) = (height.div_ceil(STRIDE), width.div_ceil(STRIDE));
+    let all = Rect {
+        i0: 0,
+        i1: lh,
+        j0: 0,
+        j1: lw,
+    };
+    let x = to_tensor(rgb, width, height, &all, model.device())?;
+    let (hp, wp) = (lh * STRIDE, lw * STRIDE);
+    let target = ((x * 2.0)? - 1.0)?;
+    let mut es = model.encoder_state(1, hp, wp)?;
+    let mut ds = model.decoder_state(1, hp, wp)?;
+    let mut residual = target.clone();
+    let mut prev: Option<Vec<u8>> = None;
+    let mut out = Coded {
+        layers: Vec::new(),
+        estimated_bits: Vec::new(),
+        raw_bits: crate::model::rnn::BITS * lh * lw,
+    };
+    for t in 0..layers {
+        let y = model.encode_step(&residual, &mut es)?;
+        let bits = bits_of(&y)?;
+        out.layers
+            .push(weights.bits.encode(t, &bits, prev.as_deref(), lh, lw)?);
+        out.estimated_bits
+            .push(weights.bits.cost(t, &bits, prev.as_deref(), lh, lw));
+        if t + 1 < layers {
+            model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
+            residual = (&target - &ds.x_hat)?;
+        }
+        prev = Some(bits);
+    }
+    Ok(out)
+}
+
+/// The decoder between layers.
+pub struct Progressive<'w> {
+    weights: &'w RnnWeights,
+    header: Header,
+    state: DecoderState,
+    prev: Option<Vec<u8>>,
+    lh: usize,
+    lw: usize,
+}
+
+impl<'w> Progressive<'w> {
+    /// A decoder for an image with this header (checked by the caller), before any layer.
+    pub fn new(weights: &'w RnnWeights, header: &Header) -> Result<Self, Error> {
+        let (lh, lw) = (
+            (header.height as usize).div_ceil(STRIDE),
+            (header.width as usize).div_ceil(STRIDE),
+        );
+        Ok(Self {
+            weights,
+            header: header.clone(),
+            state: weights.model.decoder_state(1, lh * STRIDE, lw * STRIDE)?,
+            prev: None,
+            lh,
+            lw,
+        })
+    }
+
+    /// Layers decoded so far.
+    pub fn layers(&self) -> usize {
+        self.state.iterations
+    }
+
+    /// Decodes the next layer from its RNLY payload and runs one synthesis iteration.
+    pub fn push_layer(&mut self, stream: &[u8]) -> Result<(), Error> {
+        let t = self.state.iterations;
+        if t >= MAX_ITERS {
+            return Err(Error::Format(crate::FormatError::Structure(
+                "more RNLY chunks than the format allows",
+            )));
+        }
+        let bits = self
+            .weights
+            .bits
+            .decode(t, stream, self.prev.as_deref(), self.lh, self.lw)?;
+        let model = &self.weights.model;
+        model.decode_step(
+            &bits_tensor(&bits, self.lh, self.lw, model.device())?,
+            &mut self.state,
+        )?;
+        self.prev = Some(bits);
+        Ok(())
+    }
+
+    /// The picture after the layers so far, as RGB8 (grey images: averaged to one channel;
+    /// alpha is added by the caller).
+    pub fn rgb(&self) -> Result<Vec<u8>, Error> {
+        let (w, h) = (self.header.width as usize, self.header.height as usize);
+        let x = ((&self.state.x_hat + 1.0)? * 127.5)?;
+        let (_, _, _, wp) = x.dims4()?;
+        let hp = self.lh * STRIDE;
+        let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut out = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for xx in 0..w {
+                for c in 0..3 {
+                    out[(y * w + xx) * 3 + c] =
+                        x[c * hp * wp + y * wp + xx].round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The picture after the layers so far, in the file's colour type (`alpha` from ALPH).
+    pub fn picture(&self, alpha: Option<&[u8]>) -> Result<Image, Error> {
+        let rgb = self.rgb()?;
+        let hd = &self.header;
+        let ch = hd.color.channels();
+        let n = hd.width as usize * hd.height as usize;
+        let mut data = Vec::with_capacity(n * ch);
+        for p in 0..n {
+            let px = &rgb[p * 3..p * 3 + 3];
+            if hd.color.is_gray() {
+                data.push(((px[0] as u16 + px[1] as u16 + px[2] as u16 + 1) / 3) as u8);
+            } else {
+                data.extend_from_slice(px);
+            }
+            if let Some(a) = alpha {
+                data.push(a[p]);
+            }
+        }
+        Ok(Image {
+            width: hd.width,
+            height: hd.height,
+            color: hd.color,
+            data,
+        })
+    }
+}
