@@ -261,9 +261,10 @@ pub fn read_image(bytes: &[u8]) -> Result<(Image, Metadata, bool), Error> {
     Ok((img, meta, reduced))
 }
 
-/// The metadata of a `.lic` file (CRCs checked); runs no network.
+/// The metadata of a `.lic` file (CRCs checked); runs no network. A cut file gives the
+/// metadata chunks before the cut (they precede the coded chunks).
 pub fn metadata(bytes: &[u8]) -> Result<Metadata, Error> {
-    let c = container::Container::parse(bytes)?;
+    let (c, _) = container::Container::parse_prefix(bytes)?;
     Ok(Metadata {
         icc_profile: c.find(container::types::ICCP)?.map(<[u8]>::to_vec),
         exif: c.find(container::types::EXIF)?.map(<[u8]>::to_vec),

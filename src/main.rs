@@ -42,11 +42,11 @@ enum Command {
         /// depends on the tile, not on the image. cw only.
         #[arg(long, default_value_t = lic::codec::DEFAULT_TILE)]
         tile: u32,
-        /// Model: cw (default) or rnn (progressive: every layer is a chunk, and a file cut
-        /// after any layer still decodes). With rnn, -q sets the layer count:
-        /// 1 + round(q·11).
-        #[arg(long, default_value = "cw")]
-        model: String,
+        /// Model: cw (the default, unless --weights names rnn weights) or rnn (progressive:
+        /// every layer is a chunk, and a file cut after any layer still decodes). With rnn,
+        /// -q sets the layer count: 1 + round(q·11).
+        #[arg(long)]
+        model: Option<String>,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
@@ -285,10 +285,11 @@ fn run(cli: Cli) -> Result<(), String> {
             model,
             weights,
         } => {
-            let model = match model.as_str() {
-                "cw" => lic::ModelKind::Cw,
-                "rnn" => lic::ModelKind::Rnn,
-                m => return Err(format!("unknown model {m}: cw or rnn")),
+            let model = match model.as_deref() {
+                None => None,
+                Some("cw") => Some(lic::ModelKind::Cw),
+                Some("rnn") => Some(lic::ModelKind::Rnn),
+                Some(m) => return Err(format!("unknown model {m}: cw or rnn")),
             };
             let out = output_name(output, out_flag, "output file")?;
             lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
@@ -303,7 +304,10 @@ fn run(cli: Cli) -> Result<(), String> {
                     "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
                 );
             }
-            let codec = codec(&weights)?.with_tile_size(tile).with_model(model);
+            let mut codec = codec(&weights)?.with_tile_size(tile);
+            if let Some(m) = model {
+                codec = codec.with_model(m);
+            }
             let lic = codec
                 .encode_with_metadata(&img, quality, &meta)
                 .map_err(|e| e.to_string())?;

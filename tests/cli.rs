@@ -339,3 +339,89 @@ fn icc_profile_and_exif_travel_through() {
     assert_eq!(dec.icc_profile().unwrap(), Some(icc));
     assert_eq!(dec.exif_metadata().unwrap(), Some(exif));
 }
+
+#[test]
+fn rnn_files_from_the_command_line() {
+    // Untrained rnn weights: the command line's behaviour does not depend on their quality.
+    let dir = tempfile::tempdir().unwrap();
+    let vm = candle_nn::VarMap::new();
+    lic::model::rnn::RnnModel::new(candle_nn::VarBuilder::from_varmap(
+        &vm,
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    ))
+    .unwrap();
+    let table = vec![32768u16; lic::entropy::bits::BIT_CONTEXTS];
+    let weights = dir.path().join("rnn.safetensors");
+    std::fs::write(
+        &weights,
+        lic::train::rnn::weights_bytes(&vm, &table).unwrap(),
+    )
+    .unwrap();
+    let png = dir.path().join("in.png");
+    image::open(kodak("kodim19.png"))
+        .unwrap()
+        .crop_imm(0, 0, 96, 64)
+        .save(&png)
+        .unwrap();
+    let file = dir.path().join("x.lic");
+    let w = weights.to_str().unwrap();
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "--model",
+            "rnn",
+            "-q",
+            "0.3",
+        ])
+        .args(["--weights", w, file.to_str().unwrap()])
+        .assert()
+        .success();
+    // -q 0.3 gives 1 + round(0.3 · 11) = 4 layers, each listed with the bpp so far.
+    lic()
+        .args(["info", file.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("model:      rnn"))
+        .stdout(predicate::str::contains("layer 4:"))
+        .stdout(predicate::str::contains("layer 5:").not());
+    let out = dir.path().join("o.png");
+    lic()
+        .args([
+            "decode",
+            file.to_str().unwrap(),
+            "--layers",
+            "2",
+            "--weights",
+            w,
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    assert_eq!(image::open(&out).unwrap().width(), 96);
+    // Cut inside the last layer: the complete layers decode, with a warning.
+    let bytes = std::fs::read(&file).unwrap();
+    let cut = dir.path().join("cut.lic");
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    lic()
+        .args(["decode", cut.to_str().unwrap(), "--weights", w])
+        .arg(&out)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "decoded the 3 complete layer(s) of 4",
+        ));
+    // --layers is for rnn files.
+    let cw = dir.path().join("cw.lic");
+    lic()
+        .args(["encode", png.to_str().unwrap(), cw.to_str().unwrap()])
+        .assert()
+        .success();
+    lic()
+        .args(["decode", cw.to_str().unwrap(), "--layers", "1"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--layers is for rnn files"));
+}

@@ -83,6 +83,114 @@ impl Codec for Lic {
     }
 }
 
+/// lic's progressive rnn model with the embedded weights. One point per layer count `k`:
+/// either its own encode at the `-q` that gives k layers, or (`prefix`) the first k layers of
+/// one `-q 1` encode — the bytes a viewer holds when the transfer stops after layer k.
+pub struct LicRnn {
+    codec: lic::Codec,
+    prefix: bool,
+    /// Full `-q 1` encodes by image, for the prefix curve (one encode serves every k).
+    full: std::sync::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
+}
+
+impl LicRnn {
+    /// The rnn model on the embedded weights (an error when none are shipped).
+    pub fn new(prefix: bool) -> Result<Self, lic::Error> {
+        lic::RnnWeights::embedded_shared()?;
+        Ok(Self {
+            codec: lic::Codec::embedded()?.with_model(lic::ModelKind::Rnn),
+            prefix,
+            full: Default::default(),
+        })
+    }
+
+    /// Layer counts 1..=MAX_ITERS.
+    pub fn sweep() -> Vec<Setting> {
+        (1..=lic::model::rnn::MAX_ITERS)
+            .map(|k| Setting {
+                label: format!("L{k:02}"),
+                value: k as f32,
+            })
+            .collect()
+    }
+
+    fn image(rgb: &[u8], w: u32, h: u32) -> Image {
+        Image {
+            width: w,
+            height: h,
+            color: ColorType::Rgb,
+            data: rgb.to_vec(),
+        }
+    }
+}
+
+impl Codec for LicRnn {
+    fn name(&self) -> &str {
+        if self.prefix {
+            "lic-rnn-prefix"
+        } else {
+            "lic-rnn"
+        }
+    }
+    fn description(&self) -> String {
+        if self.prefix {
+            "lic rnn model, the first k layers of one -q 1 file (progressive delivery)".into()
+        } else {
+            "lic rnn model, one file per layer count k (-q (k-1)/11)".into()
+        }
+    }
+    fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
+        let k = s.value as usize;
+        let max = lic::model::rnn::MAX_ITERS;
+        if !self.prefix {
+            let q = (k - 1) as f32 / (max - 1) as f32;
+            return self
+                .codec
+                .encode(&Self::image(rgb, w, h), q)
+                .map_err(|e| e.to_string());
+        }
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut hs = std::collections::hash_map::DefaultHasher::new();
+            (rgb, w, h).hash(&mut hs);
+            hs.finish()
+        };
+        let cached = self.full.lock().unwrap().get(&key).cloned();
+        let full = match cached {
+            Some(b) => b,
+            None => {
+                let b = self
+                    .codec
+                    .encode(&Self::image(rgb, w, h), 1.0)
+                    .map_err(|e| e.to_string())?;
+                self.full.lock().unwrap().insert(key, b.clone());
+                b
+            }
+        };
+        // Cut right after the k-th RNLY chunk.
+        let info = lic::info(&full).map_err(|e| e.to_string())?;
+        let mut end = 8 + 12 + lic::container::HEAD_LEN;
+        let mut seen = 0;
+        for (name, len) in &info.chunks {
+            end += 12 + len;
+            if name == "RNLY" {
+                seen += 1;
+                if seen == k {
+                    return Ok(full[..end].to_vec());
+                }
+            }
+        }
+        Err(format!("the -q 1 file has only {seen} layers"))
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let img = self.codec.decode(bytes).map_err(|e| e.to_string())?;
+        match img.color {
+            ColorType::Rgb => Ok(img.data),
+            c => Err(format!("lic decoded {c:?}, expected RGB")),
+        }
+    }
+}
+
 /// Settings `q{Q}` for integer quality knobs.
 fn integer_qualities(q: &[u32]) -> Vec<Setting> {
     q.iter()

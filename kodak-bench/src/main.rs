@@ -18,7 +18,7 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use codecs::{Codec, Jpeg, Lic, Setting, Webp};
+use codecs::{Codec, Jpeg, Lic, LicRnn, Setting, Webp};
 use report::{Record, Series};
 
 #[global_allocator]
@@ -207,6 +207,17 @@ fn run(args: Args) -> Result<ExitCode, String> {
         skipped.push("WebP: skipped by --no-webp.".into());
     } else {
         plan.push((Box::new(Webp), Webp::sweep(args.quick)));
+    }
+    if args.quick {
+        skipped.push("lic rnn: not in the quick run (12 layer counts, slow encoder).".into());
+    } else {
+        match (LicRnn::new(false), LicRnn::new(true)) {
+            (Ok(rnn), Ok(prefix)) => {
+                plan.push((Box::new(rnn), LicRnn::sweep()));
+                plan.push((Box::new(prefix), LicRnn::sweep()));
+            }
+            (Err(e), _) | (_, Err(e)) => skipped.push(format!("lic rnn: {e}.")),
+        }
     }
 
     let total: usize = plan.iter().map(|(_, s)| s.len() * pictures.len()).sum();
