@@ -195,8 +195,12 @@ fn validation_line(model: &CwModel, ds: &Dataset, dev: &Device) -> candle_core::
         .join(" "))
 }
 
-/// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
-pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// What every training run starts with: the device, `out/train.log` opened for appending
+/// with a first line describing the run (`what` leads it), and the data.
+fn open_run(
+    cfg: &TrainConfig,
+    what: &str,
+) -> Result<(Device, std::fs::File, Dataset), Box<dyn std::error::Error>> {
     let dev = if cfg.cuda {
         Device::new_cuda(0)?
     } else {
@@ -210,7 +214,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     let ds = Dataset::load(&cfg.data, cfg.patch)?;
     writeln!(
         log,
-        "# data {} ({} train, {} val), batch {}, patch {}, lr {}",
+        "# {what}data {} ({} train, {} val), batch {}, patch {}, lr {}",
         cfg.data.display(),
         ds.train.len(),
         ds.val.len(),
@@ -218,6 +222,12 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         cfg.patch,
         cfg.lr
     )?;
+    Ok((dev, log, ds))
+}
+
+/// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
+pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let (dev, mut log, ds) = open_run(cfg, "")?;
 
     let resume = cfg.out.join("ckpt.safetensors");
     let source = cfg

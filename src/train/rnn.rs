@@ -13,7 +13,7 @@ use rand::SeedableRng;
 
 use super::data::{self, Dataset};
 use super::export;
-use super::{load_into, read_step, save_checkpoint, GradClip, TrainConfig};
+use super::{load_into, open_run, read_step, save_checkpoint, GradClip, TrainConfig};
 use crate::entropy::bits::{BitModel, BIT_CONTEXTS};
 use crate::model::rnn::{bits_of, bits_tensor, RnnModel, MAX_ITERS, STRIDE};
 
@@ -53,28 +53,7 @@ fn validation_line(model: &RnnModel, ds: &Dataset) -> candle_core::Result<String
 
 /// Runs rnn training until `steps` or `minutes` is reached, checkpointing on the way.
 pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let dev = if cfg.cuda {
-        Device::new_cuda(0)?
-    } else {
-        Device::Cpu
-    };
-    std::fs::create_dir_all(&cfg.out)?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cfg.out.join("train.log"))?;
-    let ds = Dataset::load(&cfg.data, cfg.patch)?;
-    writeln!(
-        log,
-        "# rnn: data {} ({} train, {} val), batch {}, patch {}, lr {}, {} iterations",
-        cfg.data.display(),
-        ds.train.len(),
-        ds.val.len(),
-        cfg.batch,
-        cfg.patch,
-        cfg.lr,
-        MAX_ITERS
-    )?;
+    let (dev, mut log, ds) = open_run(cfg, &format!("rnn, {MAX_ITERS} iterations: "))?;
     let mut vm = VarMap::new();
     let model = RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let resume = cfg.out.join("ckpt.safetensors");
