@@ -11,6 +11,7 @@
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
+use super::coder::{stream_bytes, stream_coder};
 use super::tables::{categorical, Categorical, PRECISION};
 use super::EntropyError;
 use crate::model::rnn::{BITS, MAX_ITERS};
@@ -43,6 +44,28 @@ pub fn context(
     let u = if i > 0 { at(cur, c, i - 1, j) } else { 0 };
     let k = if c > 0 { at(cur, c - 1, i, j) } else { 0 };
     ((t * BITS + c) * LOCAL) + ((p * STATES + l) * STATES + u) * STATES + k
+}
+
+/// (context, bit) of every bit of iteration `t`, in stream order (channel by channel, each in
+/// raster order); every context bit precedes the bit it serves, so the decoder can follow.
+fn coded<'a>(
+    t: usize,
+    bits: &'a [u8],
+    prev: Option<&'a [u8]>,
+    h: usize,
+    w: usize,
+) -> impl Iterator<Item = (usize, u8)> + 'a {
+    let t = t.min(MAX_ITERS - 1);
+    (0..BITS).flat_map(move |c| {
+        (0..h).flat_map(move |i| {
+            (0..w).map(move |j| {
+                (
+                    context(t, c, i, j, h, w, bits, prev),
+                    bits[c * h * w + i * w + j],
+                )
+            })
+        })
+    })
 }
 
 /// Probability tables of the bits: P(bit = 1) for every context, in units of 2^-16.
@@ -89,29 +112,19 @@ impl BitModel {
         h: usize,
         w: usize,
     ) {
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    let b = bits[c * h * w + i * w + j];
-                    counts[context(t, c, i, j, h, w, bits, prev)][b as usize] += 1;
-                }
-            }
+        for (ctx, b) in coded(t, bits, prev, h, w) {
+            counts[ctx][b as usize] += 1;
         }
     }
 
     /// The model's cost of iteration `t`'s bits, in bits (Σ −log2 p).
     pub fn cost(&self, t: usize, bits: &[u8], prev: Option<&[u8]>, h: usize, w: usize) -> f64 {
-        let mut total = 0.0;
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    let p1 = self.p_one[context(t, c, i, j, h, w, bits, prev)] as f64 / 65536.0;
-                    let b = bits[c * h * w + i * w + j];
-                    total -= if b == 1 { p1 } else { 1.0 - p1 }.log2();
-                }
-            }
-        }
-        total
+        coded(t, bits, prev, h, w)
+            .map(|(ctx, b)| {
+                let p1 = self.p_one[ctx] as f64 / 65536.0;
+                -if b == 1 { p1 } else { 1.0 - p1 }.log2()
+            })
+            .sum()
     }
 
     /// Codes iteration `t`'s bits as one rANS stream (little-endian u32 words).
@@ -123,18 +136,7 @@ impl BitModel {
         h: usize,
         w: usize,
     ) -> Result<Vec<u8>, EntropyError> {
-        let t = t.min(MAX_ITERS - 1);
-        let mut order = Vec::with_capacity(bits.len());
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    order.push((
-                        context(t, c, i, j, h, w, bits, prev),
-                        bits[c * h * w + i * w + j],
-                    ));
-                }
-            }
-        }
+        let order: Vec<(usize, u8)> = coded(t, bits, prev, h, w).collect();
         // rANS is last in, first out.
         let mut coder = DefaultAnsCoder::new();
         for &(ctx, b) in order.iter().rev() {
@@ -142,10 +144,7 @@ impl BitModel {
                 .encode_symbol(b as usize, &self.models[ctx])
                 .map_err(|_| EntropyError::Unencodable)?;
         }
-        let words = coder
-            .into_compressed()
-            .map_err(|_| EntropyError::Unencodable)?;
-        Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+        stream_bytes(coder)
     }
 
     /// Decodes iteration `t`'s bits from its stream; the stream must end exactly.
@@ -157,17 +156,7 @@ impl BitModel {
         h: usize,
         w: usize,
     ) -> Result<Vec<u8>, EntropyError> {
-        if stream.len() % 4 != 0 {
-            return Err(EntropyError::Corrupt(
-                "stream length is not a multiple of 4 bytes",
-            ));
-        }
-        let words: Vec<u32> = stream
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let mut coder = DefaultAnsCoder::from_compressed(words)
-            .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))?;
+        let mut coder = stream_coder(stream)?;
         let t = t.min(MAX_ITERS - 1);
         let mut bits = vec![0u8; BITS * h * w];
         for c in 0..BITS {

@@ -149,11 +149,32 @@ impl SymbolWriter {
                 .map_err(|_| EntropyError::Unencodable)?;
             }
         }
-        let words = coder
-            .into_compressed()
-            .map_err(|_| EntropyError::Unencodable)?;
-        Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+        stream_bytes(coder)
     }
+}
+
+/// The stream of a finished coder: its words as little-endian bytes (spec §6.5).
+pub(crate) fn stream_bytes(coder: DefaultAnsCoder) -> Result<Vec<u8>, EntropyError> {
+    let words = coder
+        .into_compressed()
+        .map_err(|_| EntropyError::Unencodable)?;
+    Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+}
+
+/// A coder to decode `bytes`: fails if they are not a whole number of words or the last word
+/// is zero (which no encoder writes).
+pub(crate) fn stream_coder(bytes: &[u8]) -> Result<DefaultAnsCoder, EntropyError> {
+    if bytes.len() % 4 != 0 {
+        return Err(EntropyError::Corrupt(
+            "stream length is not a multiple of 4 bytes",
+        ));
+    }
+    let words: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    DefaultAnsCoder::from_compressed(words)
+        .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))
 }
 
 /// Reads a stream written by [`SymbolWriter::finish`], symbol by symbol, in the same order.
@@ -171,19 +192,8 @@ impl<'t> SymbolReader<'t> {
         scales: &'t ScaleTables,
         side: &'t [Categorical],
     ) -> Result<Self, EntropyError> {
-        if bytes.len() % 4 != 0 {
-            return Err(EntropyError::Corrupt(
-                "stream length is not a multiple of 4 bytes",
-            ));
-        }
-        let words: Vec<u32> = bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let coder = DefaultAnsCoder::from_compressed(words)
-            .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))?;
         Ok(Self {
-            coder,
+            coder: stream_coder(bytes)?,
             scales,
             side,
         })
