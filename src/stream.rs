@@ -26,7 +26,6 @@
 
 use crate::codec::rnn::{layers_for_quality, Progressive};
 use crate::container::{self, types, FormatError, Header, ModelKind};
-use crate::model::weights::id_hex;
 use crate::{Codec, Error, Image};
 
 /// What a [`StreamDecoder`] knows after the bytes fed so far.
@@ -109,12 +108,7 @@ impl<'c> StreamDecoder<'c> {
                     self.codec.limits.check(&h)?;
                     if h.model == ModelKind::Rnn {
                         let weights = self.codec.rnn_weights()?;
-                        if h.weights_id != weights.id {
-                            return Err(Error::WrongWeights {
-                                needed: id_hex(&h.weights_id),
-                                have: id_hex(&weights.id),
-                            });
-                        }
+                        crate::codec::check_weights(&h, &weights.id)?;
                         self.rnn = Some(Progressive::new(weights, &h)?);
                     }
                     self.scanned = container::SIGNATURE.len()

@@ -100,6 +100,24 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// The whole `h`×`w` grid.
+    pub fn grid(h: usize, w: usize) -> Rect {
+        Rect {
+            i0: 0,
+            i1: h,
+            j0: 0,
+            j1: w,
+        }
+    }
+    /// The smallest rectangle holding both.
+    pub fn union(&self, other: &Rect) -> Rect {
+        Rect {
+            i0: self.i0.min(other.i0),
+            i1: self.i1.max(other.i1),
+            j0: self.j0.min(other.j0),
+            j1: self.j1.max(other.j1),
+        }
+    }
     /// Rows.
     pub fn h(&self) -> usize {
         self.i1 - self.i0

@@ -237,12 +237,7 @@ pub fn decode_rnn(
     if hd.model != ModelKind::Rnn {
         return Err(Error::Input("not an rnn file".into()));
     }
-    if hd.weights_id != weights.id {
-        return Err(Error::WrongWeights {
-            needed: id_hex(&hd.weights_id),
-            have: id_hex(&weights.id),
-        });
-    }
+    check_weights(hd, &weights.id)?;
     let layers_in_file = rnn::layers_for_quality(hd.quality);
     let streams = file.find_all(types::RNLY);
     if streams.len() > layers_in_file || (complete && streams.len() != layers_in_file) {
@@ -320,12 +315,10 @@ pub fn decode_memory(hd: &Header) -> u64 {
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.
 pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents, Error> {
     let hd = &file.header;
-    let all = Rect {
-        i0: 0,
-        i1: (hd.height as usize).div_ceil(STRIDE),
-        j0: 0,
-        j1: (hd.width as usize).div_ceil(STRIDE),
-    };
+    let all = Rect::grid(
+        (hd.height as usize).div_ceil(STRIDE),
+        (hd.width as usize).div_ceil(STRIDE),
+    );
     read_tiles(file, weights, &all)
 }
 
@@ -405,12 +398,7 @@ pub fn decode_region(
             "region decoding is for cw files (rnn files are not tiled)".into(),
         ));
     }
-    if hd.weights_id != weights.id {
-        return Err(Error::WrongWeights {
-            needed: id_hex(&hd.weights_id),
-            have: id_hex(&weights.id),
-        });
-    }
+    check_weights(hd, &weights.id)?;
     let Region {
         x: rx,
         y: ry,
@@ -444,13 +432,7 @@ pub fn decode_region(
     // The synthesis of the drawn tiles reads HALO latents beyond them.
     let mut need = under;
     for r in &draw {
-        let g = r.grow(cw::HALO, lh, lw);
-        need = Rect {
-            i0: need.i0.min(g.i0),
-            i1: need.i1.max(g.i1),
-            j0: need.j0.min(g.j0),
-            j1: need.j1.max(g.j1),
-        };
+        need = need.union(&r.grow(cw::HALO, lh, lw));
     }
     let lat = read_tiles(&file, weights, &need)?;
 
@@ -463,17 +445,13 @@ pub fn decode_region(
         for y in (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh) {
             for x in (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw) {
                 let s = ((y - g.i0 * STRIDE) * gw + x - g.j0 * STRIDE) * 3;
-                let px = &rgb[s..s + 3];
                 let o = ((y - ry) * rw + x - rx) * ch;
-                if hd.color.is_gray() {
-                    // The encoder replicated grey into R, G and B; average what came back.
-                    data[o] = ((px[0] as u16 + px[1] as u16 + px[2] as u16 + 1) / 3) as u8;
-                } else {
-                    data[o..o + 3].copy_from_slice(px);
-                }
-                if let Some(a) = &alpha {
-                    data[o + ch - 1] = a[y * w + x];
-                }
+                put_pixel(
+                    &mut data[o..o + ch],
+                    hd.color,
+                    &rgb[s..s + 3],
+                    alpha.as_ref().map(|a| a[y * w + x]),
+                );
             }
         }
     }
@@ -483,6 +461,30 @@ pub fn decode_region(
         color: hd.color,
         data,
     })
+}
+
+/// One output pixel of colour type `color` from synthesized RGB: grey averaged back from the
+/// R, G and B the encoder replicated it into (spec §5 step 5), then alpha if any.
+pub(crate) fn put_pixel(out: &mut [u8], color: ColorType, rgb: &[u8], alpha: Option<u8>) {
+    if color.is_gray() {
+        out[0] = ((rgb[0] as u16 + rgb[1] as u16 + rgb[2] as u16 + 1) / 3) as u8;
+    } else {
+        out[..3].copy_from_slice(rgb);
+    }
+    if let Some(a) = alpha {
+        out[out.len() - 1] = a;
+    }
+}
+
+/// Refuses a file made with other weights than `id`, saying which it needs.
+pub(crate) fn check_weights(hd: &Header, id: &[u8; 8]) -> Result<(), Error> {
+    if hd.weights_id != *id {
+        return Err(Error::WrongWeights {
+            needed: id_hex(&hd.weights_id),
+            have: id_hex(id),
+        });
+    }
+    Ok(())
 }
 
 /// Inflates an ALPH payload that must hold exactly `n` samples.

@@ -37,13 +37,7 @@ pub fn encode_layers(
 ) -> Result<Coded, Error> {
     let model = &weights.model;
     let (lh, lw) = (height.div_ceil(STRIDE), width.div_ceil(STRIDE));
-    let all = Rect {
-        i0: 0,
-        i1: lh,
-        j0: 0,
-        j1: lw,
-    };
-    let x = to_tensor(rgb, width, height, &all, model.device())?;
+    let x = to_tensor(rgb, width, height, &Rect::grid(lh, lw), model.device())?;
     let (hp, wp) = (lh * STRIDE, lw * STRIDE);
     let target = ((x * 2.0)? - 1.0)?;
     let mut es = model.encoder_state(1, hp, wp)?;
@@ -150,17 +144,14 @@ impl<'w> Progressive<'w> {
         let hd = &self.header;
         let ch = hd.color.channels();
         let n = hd.width as usize * hd.height as usize;
-        let mut data = Vec::with_capacity(n * ch);
+        let mut data = vec![0u8; n * ch];
         for p in 0..n {
-            let px = &rgb[p * 3..p * 3 + 3];
-            if hd.color.is_gray() {
-                data.push(((px[0] as u16 + px[1] as u16 + px[2] as u16 + 1) / 3) as u8);
-            } else {
-                data.extend_from_slice(px);
-            }
-            if let Some(a) = alpha {
-                data.push(a[p]);
-            }
+            super::put_pixel(
+                &mut data[p * ch..(p + 1) * ch],
+                hd.color,
+                &rgb[p * 3..p * 3 + 3],
+                alpha.map(|a| a[p]),
+            );
         }
         Ok(Image {
             width: hd.width,
