@@ -289,6 +289,29 @@ impl Info {
     pub fn bpp(&self) -> f64 {
         self.file_bytes as f64 * 8.0 / (self.header.width as f64 * self.header.height as f64)
     }
+
+    /// The file offset just after each chunk of `chunks`, in the same order.
+    pub fn chunk_ends(&self) -> Vec<usize> {
+        let mut end = container::SIGNATURE.len() + container::CHUNK_OVERHEAD + container::HEAD_LEN;
+        self.chunks
+            .iter()
+            .map(|(_, len)| {
+                end += container::CHUNK_OVERHEAD + len;
+                end
+            })
+            .collect()
+    }
+
+    /// The file offset just after each layer (RNLY chunk) of an rnn file: the bytes a viewer
+    /// must hold to show that layer.
+    pub fn layer_ends(&self) -> Vec<usize> {
+        self.chunks
+            .iter()
+            .zip(self.chunk_ends())
+            .filter(|((name, _), _)| name == "RNLY")
+            .map(|(_, end)| end)
+            .collect()
+    }
 }
 
 /// Reads the header and chunk table of a file (checking every CRC); runs no network. An rnn

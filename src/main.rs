@@ -392,12 +392,8 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             println!("chunks:");
             let pixels = h.width as f64 * h.height as f64;
-            let mut end = lic::container::SIGNATURE.len()
-                + lic::container::CHUNK_OVERHEAD
-                + lic::container::HEAD_LEN;
             let mut layer = 0;
-            for (name, len) in &info.chunks {
-                end += lic::container::CHUNK_OVERHEAD + len;
+            for ((name, len), end) in info.chunks.iter().zip(info.chunk_ends()) {
                 if name == "RNLY" {
                     // What a viewer has once this layer has arrived.
                     layer += 1;

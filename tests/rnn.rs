@@ -58,18 +58,7 @@ fn every_layer_count_round_trips_and_prefixes_decode() {
         let bytes = codec.encode(&img, 1.0).unwrap();
         let info = lic::info(&bytes).unwrap();
         assert_eq!(info.header.model, ModelKind::Rnn);
-        let layer_ends: Vec<usize> = {
-            // File offsets just after each RNLY chunk.
-            let mut end = 8 + 12 + lic::container::HEAD_LEN;
-            let mut v = Vec::new();
-            for (name, len) in &info.chunks {
-                end += 12 + len;
-                if name == "RNLY" {
-                    v.push(end);
-                }
-            }
-            v
-        };
+        let layer_ends = info.layer_ends();
         assert_eq!(layer_ends.len(), MAX_ITERS);
         let whole = codec.decode(&bytes).unwrap();
         assert_eq!((whole.width, whole.height, whole.color), (37, 21, color));

@@ -168,19 +168,11 @@ impl Codec for LicRnn {
             }
         };
         // Cut right after the k-th RNLY chunk.
-        let info = lic::info(&full).map_err(|e| e.to_string())?;
-        let mut end = 8 + 12 + lic::container::HEAD_LEN;
-        let mut seen = 0;
-        for (name, len) in &info.chunks {
-            end += 12 + len;
-            if name == "RNLY" {
-                seen += 1;
-                if seen == k {
-                    return Ok(full[..end].to_vec());
-                }
-            }
+        let ends = lic::info(&full).map_err(|e| e.to_string())?.layer_ends();
+        match ends.get(k - 1) {
+            Some(&end) => Ok(full[..end].to_vec()),
+            None => Err(format!("the -q 1 file has only {} layers", ends.len())),
         }
-        Err(format!("the -q 1 file has only {seen} layers"))
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let img = self.codec.decode(bytes).map_err(|e| e.to_string())?;
