@@ -131,6 +131,9 @@ enum Command {
         /// of random weights.
         #[arg(long)]
         pca_init: bool,
+        /// Decay of the weight average saved as OUT/ema.safetensors (cw; 0 = off).
+        #[arg(long, default_value_t = 0.995)]
+        ema: f64,
     },
     /// Turn a training checkpoint into a shipped weights file.
     #[cfg(feature = "train")]
@@ -426,9 +429,13 @@ fn run(cli: Cli) -> Result<(), String> {
             warmup,
             ste,
             pca_init,
+            ema,
         } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
+            }
+            if !(0.0..1.0).contains(&ema) {
+                return Err("--ema must be in [0, 1)".into());
             }
             let cfg = lic::train::TrainConfig {
                 data,
@@ -447,6 +454,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 warmup,
                 ste,
                 pca_init,
+                ema,
             };
             match model.as_str() {
                 "cw" => lic::train::train(&cfg),

@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub ste: bool,
     /// Start a fresh model from a PCA transform code (see [`pca_init`]).
     pub pca_init: bool,
+    /// Decay of the exponential moving average of the weights (0 turns it off). The
+    /// average is validated beside the live weights and saved as `out/ema.safetensors`,
+    /// the file to export: single steps move validation PSNR by up to 1 dB at the top rate.
+    pub ema: f64,
 }
 
 /// Sets GDN Γ to 0.1·I in a fresh model (the parameter is squared: √0.1 on the diagonal).
@@ -122,6 +126,41 @@ impl GradClip {
     }
 }
 
+/// Exponential moving average of the weights: `avg ← d·avg + (1 − d)·live` after each
+/// step. Its variables belong to a second model, so it validates and saves like the first.
+struct WeightAverage {
+    decay: f64,
+    /// (average, live) pairs.
+    pairs: Vec<(candle_core::Var, candle_core::Var)>,
+}
+
+impl WeightAverage {
+    /// Pairs every variable of `avg` with the same-named one of `live`; copies the live
+    /// values unless `avg` was loaded from a file (`keep`).
+    fn new(avg: &VarMap, live: &VarMap, decay: f64, keep: bool) -> candle_core::Result<Self> {
+        let live = live.data().lock().unwrap();
+        let mut pairs = Vec::new();
+        for (name, a) in avg.data().lock().unwrap().iter() {
+            let l = live.get(name).ok_or_else(|| {
+                candle_core::Error::Msg(format!("weight average: no live variable {name}"))
+            })?;
+            if !keep {
+                a.set(l.as_tensor())?;
+            }
+            pairs.push((a.clone(), l.clone()));
+        }
+        Ok(Self { decay, pairs })
+    }
+
+    fn update(&self) -> candle_core::Result<()> {
+        for (a, l) in &self.pairs {
+            let next = ((a.as_tensor() * self.decay)? + (l.as_tensor() * (1.0 - self.decay))?)?;
+            a.set(&next)?;
+        }
+        Ok(())
+    }
+}
+
 /// Replaces the gradient of every variable in `vars` by `f(gradient)`.
 fn rewrite(
     grads: &mut candle_core::backprop::GradStore,
@@ -145,8 +184,19 @@ fn read_step(out: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// Saves the variables (f32) and the step count, atomically.
-pub fn save_checkpoint(vm: &VarMap, out: &Path, step: usize) -> candle_core::Result<()> {
+/// Saves the variables (f32), their average if there is one, and the step count, each
+/// file atomically.
+pub fn save_checkpoint(
+    vm: &VarMap,
+    avg: Option<&VarMap>,
+    out: &Path,
+    step: usize,
+) -> candle_core::Result<()> {
+    if let Some(avg) = avg {
+        let tmp = out.join("ema.tmp.safetensors");
+        avg.save(&tmp)?;
+        std::fs::rename(&tmp, out.join("ema.safetensors"))?;
+    }
     let tmp = out.join("ckpt.tmp.safetensors");
     vm.save(&tmp)?;
     std::fs::rename(&tmp, out.join("ckpt.safetensors"))?;
@@ -256,11 +306,36 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let report = pca_init::pca_init(&vm, &model, &ds, &mut rng, 256, 128)?;
         writeln!(log, "# {report}")?;
     }
+    // The weight average: resumed from out/ema.safetensors when resuming, else a copy.
+    let mut vm_avg = VarMap::new();
+    let avg = if cfg.ema > 0.0 {
+        let model_avg = CwModel::with_synthesis(
+            VarBuilder::from_varmap(&vm_avg, DType::F32, &dev),
+            synthesis,
+        )?;
+        let saved = cfg.out.join("ema.safetensors");
+        let keep = cfg.init.is_none() && resume.exists() && saved.exists();
+        if keep {
+            vm_avg.load(&saved)?;
+        }
+        let wa = WeightAverage::new(&vm_avg, &vm, cfg.ema, keep)?;
+        Some((model_avg, wa))
+    } else {
+        None
+    };
     writeln!(
         log,
         "val step {step} {} (start of run)",
         validation_line(&model, &ds, &dev)?
     )?;
+    if let Some((model_avg, _)) = &avg {
+        writeln!(
+            log,
+            "val-ema step {step} {} (decay {})",
+            validation_line(model_avg, &ds, &dev)?,
+            cfg.ema
+        )?;
+    }
     let all_vars: Vec<candle_core::Var> = vm.all_vars();
     let mut clip = GradClip::default();
     // The entropy-model and rate parameters (scales, gains, importance biases, context net)
@@ -314,6 +389,9 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         clip.apply(&mut grads, &all_vars)?;
         opt.step(&grads)?;
         opt_fast.step(&grads)?;
+        if let Some((_, wa)) = &avg {
+            wa.update()?;
+        }
         step += 1;
         let mse_v = mse.to_scalar::<f32>()? as f64;
         acc_loss += loss.to_scalar::<f32>()? as f64;
@@ -346,19 +424,33 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
                 "val step {step} {}",
                 validation_line(&model, &ds, &dev)?
             )?;
+            if let Some((model_avg, _)) = &avg {
+                writeln!(
+                    log,
+                    "val-ema step {step} {}",
+                    validation_line(model_avg, &ds, &dev)?
+                )?;
+            }
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
-            save_checkpoint(&vm, &cfg.out, step)?;
+            save_checkpoint(&vm, avg.as_ref().map(|_| &vm_avg), &cfg.out, step)?;
             last_ckpt = Instant::now();
         }
     }
-    save_checkpoint(&vm, &cfg.out, step)?;
+    save_checkpoint(&vm, avg.as_ref().map(|_| &vm_avg), &cfg.out, step)?;
     writeln!(
         log,
         "val step {step} {} (end of run, {:.0}s)",
         validation_line(&model, &ds, &dev)?,
         start.elapsed().as_secs_f64()
     )?;
+    if let Some((model_avg, _)) = &avg {
+        writeln!(
+            log,
+            "val-ema step {step} {}",
+            validation_line(model_avg, &ds, &dev)?
+        )?;
+    }
     bar.finish();
     Ok(())
 }

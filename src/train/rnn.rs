@@ -121,11 +121,11 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
             )?;
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
-            save_checkpoint(&vm, &cfg.out, step)?;
+            save_checkpoint(&vm, None, &cfg.out, step)?;
             last_ckpt = Instant::now();
         }
     }
-    save_checkpoint(&vm, &cfg.out, step)?;
+    save_checkpoint(&vm, None, &cfg.out, step)?;
     writeln!(
         log,
         "val step {step} psnr by iteration {} (end of run, {:.0}s)",
