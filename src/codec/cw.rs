@@ -70,8 +70,8 @@ impl Latents {
     }
 }
 
-/// Rate coordinate of a quality: t = q16·(RATE_POINTS − 1)/65535, matching the integer
-/// interpolation of [`rate_position`].
+/// Rate coordinate of a quality: t = q16·TOP_HALF_STEPS/(2·65535), matching the integer
+/// interpolation (and extrapolation) of [`rate_position`].
 pub fn rate_pos(q16: u16) -> RatePos {
     let (index, frac) = rate_position(q16);
     RatePos {

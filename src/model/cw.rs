@@ -85,7 +85,8 @@ pub struct CwModel {
 pub struct RatePos {
     /// Lower rate point.
     pub index: usize,
-    /// Weight of the upper rate point, in [0, 1].
+    /// Weight of the upper rate point: in [0, 1], up to 1.5 past the last rate point
+    /// (linear extrapolation, the top of the `-q` range).
     pub frac: f64,
 }
 
