@@ -8,6 +8,10 @@ use lic::{Codec, Image};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
+    // As the `lic` binary does: keep freed memory rather than purge it (mimalloc v2 option 15,
+    // `mi_option_purge_delay`), so the numbers are the command line's.
+    // SAFETY: sets a process-wide allocator option; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     let codec = Codec::embedded().expect("embedded weights");
     let img = Image::open(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -21,6 +21,17 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// The same layer with its weights detached from any `Var` (as loaded for coding).
+    #[cfg(test)]
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            w: self.w.detach(),
+            b: self.b.detach(),
+            k: self.k,
+            cout: self.cout,
+        }
+    }
+
     /// Creates or loads the layer under `vb` (`weight`, `bias`).
     pub fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize) -> Result<Self> {
         let fan_in = (cin * k * k) as f64;
