@@ -26,10 +26,54 @@ pub fn container(data: &[u8]) {
     }
 }
 
-fn codec() -> &'static Codec {
+/// rnn weights that are the same in every run (so files made with them, the seeds, keep
+/// their weights id): the model's shapes filled from a fixed sequence, scaled like a fresh
+/// initialisation, and an uneven bit table. No rnn weights are shipped yet; the rnn decoder's
+/// handling of hostile files does not depend on their values.
+pub fn fixed_rnn_weights() -> Vec<u8> {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::{VarBuilder, VarMap};
+    let vm = VarMap::new();
+    lic::model::rnn::RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let mut state = 0x9E37_79B9u32;
+    let data = vm.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
+        let bound = if dims.len() == 1 {
+            0.1
+        } else {
+            (1.0 / fan_in as f64).sqrt()
+        };
+        let v: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((state >> 8) as f64 / (1u32 << 24) as f64 * 2.0 - 1.0) as f32 * bound as f32
+            })
+            .collect();
+        var.set(&Tensor::from_vec(v, dims, &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    drop(data);
+    let p_one: Vec<u16> = (0..lic::entropy::bits::BIT_CONTEXTS)
+        .map(|i| 4096 + (i * 7919 % 57000) as u16)
+        .collect();
+    lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()
+}
+
+/// The codec the decode check runs: the shipped cw weights, the fixed rnn weights, tiny limits.
+pub fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
     CODEC.get_or_init(|| {
-        Codec::embedded().unwrap().with_limits(Limits {
+        let path =
+            std::env::temp_dir().join(format!("lic-fuzz-rnn-{}.safetensors", std::process::id()));
+        std::fs::write(&path, fixed_rnn_weights()).unwrap();
+        let codec = Codec::from_weights_file(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        codec.with_limits(Limits {
             max_width: 256,
             max_height: 256,
             max_pixels: 1 << 15,
@@ -58,7 +102,8 @@ fn repair_crcs(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Full decode under tiny limits, with the shipped weights. The first input byte chooses
+/// Full decode under tiny limits, with the shipped cw weights and fixed rnn weights (cw and
+/// rnn files). The first input byte chooses
 /// whether the chunk CRCs are repaired first, so that damage reaches the entropy decoder and
 /// the tile logic behind them; the rest is the file, decoded whole and through the streaming
 /// decoder in two pieces.
@@ -100,11 +145,12 @@ pub fn decode(data: &[u8]) {
     dec.push(&file[..cut]);
     let mut last = dec.poll();
     dec.push(&file[cut..]);
-    for _ in 0..4 {
-        if last.is_err() {
-            break;
+    // Until it stops: an rnn file reports a picture per layer (at most 12), then Done.
+    for _ in 0..32 {
+        match last {
+            Ok(lic::stream::Event::Done) | Err(_) => break,
+            _ => last = dec.poll(),
         }
-        last = dec.poll();
     }
     // The stream decoder agrees with the whole-file decoder on files that decode.
     if let (Ok(img), Some(pic)) = (&whole, dec.picture()) {

@@ -462,7 +462,8 @@ impl Codec {
 
     /// Decodes only a rectangle of a `.lic` file: a viewer's visible part of a large image.
     /// Only the tiles under the region are synthesized; its pixels equal that part of a whole
-    /// decode.
+    /// decode. rnn files have no tiles: they are decoded whole (every complete layer) and
+    /// cropped.
     ///
     /// ```no_run
     /// let codec = lic::Codec::embedded()?;
@@ -471,6 +472,9 @@ impl Codec {
     /// # Ok::<(), lic::Error>(())
     /// ```
     pub fn decode_region(&self, bytes: &[u8], region: Region) -> Result<Image, Error> {
+        if container::read_header(bytes)?.model == ModelKind::Rnn {
+            return codec::crop(&self.decode_layers(bytes, None)?.image, region);
+        }
         codec::decode_region(bytes, &self.weights, &self.limits, region)
     }
 }

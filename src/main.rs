@@ -332,18 +332,25 @@ fn run(cli: Cli) -> Result<(), String> {
             if layers.is_some() && header.model != lic::ModelKind::Rnn {
                 return Err(format!("--layers is for rnn files; {input} is a cw file"));
             }
-            let img = match (region, header.model) {
-                (Some(r), _) => codec.decode_region(&bytes, r),
-                (None, lic::ModelKind::Rnn) => codec.decode_layers(&bytes, layers).map(|d| {
+            let img = if header.model == lic::ModelKind::Rnn {
+                // rnn files are not tiled: a region is cut from the decoded layers.
+                codec.decode_layers(&bytes, layers).and_then(|d| {
                     if d.truncated {
                         eprintln!(
                             "warning: {input} is cut short: decoded the {} complete layer(s) of {}",
                             d.layers, d.layers_in_file
                         );
                     }
-                    d.image
-                }),
-                (None, _) => codec.decode(&bytes),
+                    match region {
+                        Some(r) => lic::codec::crop(&d.image, r),
+                        None => Ok(d.image),
+                    }
+                })
+            } else {
+                match region {
+                    Some(r) => codec.decode_region(&bytes, r),
+                    None => codec.decode(&bytes),
+                }
             }
             .map_err(|e| format!("cannot decode {input}: {e}"))?;
             let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;

@@ -89,6 +89,28 @@ fn every_layer_count_round_trips_and_prefixes_decode() {
             }
         }
         assert_eq!(codec.decode_layers(&bytes, None).unwrap().image, whole);
+        // A region is that part of the whole picture; one outside the image is an error.
+        let region = lic::Region {
+            x: 5,
+            y: 3,
+            width: 20,
+            height: 11,
+        };
+        let part = codec.decode_region(&bytes, region).unwrap();
+        assert_eq!((part.width, part.height, part.color), (20, 11, color));
+        let ch = color.channels();
+        for row in 0..11 {
+            let s = ((3 + row) * 37 + 5) * ch;
+            assert_eq!(
+                &part.data[row * 20 * ch..(row + 1) * 20 * ch],
+                &whole.data[s..s + 20 * ch]
+            );
+        }
+        let outside = lic::Region { x: 30, ..region };
+        assert!(matches!(
+            codec.decode_region(&bytes, outside),
+            Err(Error::Input(_))
+        ));
         // Cut before the first layer: an error, not a picture.
         let first = layer_ends[0];
         let e = codec.decode_layers(&bytes[..first - 1], None).unwrap_err();
@@ -149,10 +171,10 @@ fn damaged_rnn_files_give_typed_errors() {
         codec.decode(&bad).unwrap_err(),
         Error::Format(FormatError::Crc(c)) if c == "RNLY"
     ));
-    // rnn files are not tiled, and regions are for cw files.
+    // A region of a damaged file is the same error as the whole.
     assert!(matches!(
         codec.decode_region(
-            &bytes,
+            &bad,
             lic::Region {
                 x: 0,
                 y: 0,
@@ -160,7 +182,7 @@ fn damaged_rnn_files_give_typed_errors() {
                 height: 8
             }
         ),
-        Err(Error::Input(_))
+        Err(Error::Format(FormatError::Crc(_)))
     ));
     // The embedded cw weights cannot decode it (other weights id).
     let cw = Codec::embedded().unwrap();

@@ -395,26 +395,17 @@ pub fn decode_region(
     limits.check(hd)?;
     if hd.model != ModelKind::Cw {
         return Err(Error::Input(
-            "region decoding is for cw files (rnn files are not tiled)".into(),
+            "this region decoder is for cw files; Codec::decode_region crops rnn files".into(),
         ));
     }
     check_weights(hd, &weights.id)?;
+    check_region(hd.width, hd.height, region)?;
     let Region {
         x: rx,
         y: ry,
         width: rw,
         height: rh,
     } = region;
-    if rw == 0
-        || rh == 0
-        || rx as u64 + rw as u64 > hd.width as u64
-        || ry as u64 + rh as u64 > hd.height as u64
-    {
-        return Err(Error::Input(format!(
-            "region {rw}x{rh} at ({rx}, {ry}) is empty or outside the {}x{} image",
-            hd.width, hd.height
-        )));
-    }
     let w = hd.width as usize;
     let (rx, ry, rw, rh) = (rx as usize, ry as usize, rw as usize, rh as usize);
     let alpha = read_alpha(&file)?;
@@ -459,6 +450,44 @@ pub fn decode_region(
         width: rw as u32,
         height: rh as u32,
         color: hd.color,
+        data,
+    })
+}
+
+/// Checks that `region` is non-empty and inside a `width`×`height` image.
+fn check_region(width: u32, height: u32, region: Region) -> Result<(), Error> {
+    let Region {
+        x,
+        y,
+        width: rw,
+        height: rh,
+    } = region;
+    if rw == 0
+        || rh == 0
+        || x as u64 + rw as u64 > width as u64
+        || y as u64 + rh as u64 > height as u64
+    {
+        return Err(Error::Input(format!(
+            "region {rw}x{rh} at ({x}, {y}) is empty or outside the {width}x{height} image"
+        )));
+    }
+    Ok(())
+}
+
+/// The `region` of a decoded picture (rnn files, which are not tiled, decode whole first).
+pub fn crop(img: &Image, region: Region) -> Result<Image, Error> {
+    check_region(img.width, img.height, region)?;
+    let ch = img.color.channels();
+    let (w, n) = (img.width as usize, region.width as usize * ch);
+    let mut data = Vec::with_capacity(n * region.height as usize);
+    for y in region.y as usize..(region.y + region.height) as usize {
+        let s = (y * w + region.x as usize) * ch;
+        data.extend_from_slice(&img.data[s..s + n]);
+    }
+    Ok(Image {
+        width: region.width,
+        height: region.height,
+        color: img.color,
         data,
     })
 }

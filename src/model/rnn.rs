@@ -73,7 +73,7 @@ impl ConvGru {
             let gx = gx.flatten_all()?.to_vec1::<f32>()?;
             let gh = gh.flatten_all()?.to_vec1::<f32>()?;
             let mut state = h.flatten_all()?.to_vec1::<f32>()?;
-            gru_gates(&gx, &gh, &mut state, b, n, hh * ww);
+            gru_gates(&gx, &gh, &mut state, n, hh * ww);
             return Tensor::from_vec(state, (b, n, hh, ww), h.device());
         }
         let z = sigmoid(&(gx.narrow(1, 0, n)? + gh.narrow(1, 0, n)?)?)?;
@@ -87,7 +87,7 @@ impl ConvGru {
 /// The GRU update in place: `state` `(B, n, P)` becomes `(1 − z)·c + z·state` from the gate
 /// pre-activations `gx`, `gh` `(B, 3n, P)` (z, r, candidate thirds), the same formula as the
 /// candle ops of [`ConvGru::step`] with [`tanh_fast`] for tanh.
-fn gru_gates(gx: &[f32], gh: &[f32], state: &mut [f32], b: usize, n: usize, p: usize) {
+fn gru_gates(gx: &[f32], gh: &[f32], state: &mut [f32], n: usize, p: usize) {
     use rayon::prelude::*;
     state.par_chunks_mut(p).enumerate().for_each(|(bc, hrow)| {
         let (bi, c) = (bc / n, bc % n);

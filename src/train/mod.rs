@@ -277,7 +277,14 @@ fn open_run(
 
 /// Runs training until `steps` or `minutes` is reached, checkpointing on the way.
 pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let (dev, mut log, ds) = open_run(cfg, "")?;
+    let (dev, mut log, ds) = open_run(
+        cfg,
+        &format!(
+            "cw, {} synthesis input, weight average {}: ",
+            if cfg.ste { "rounded (--ste)" } else { "noisy" },
+            cfg.ema
+        ),
+    )?;
 
     let resume = cfg.out.join("ckpt.safetensors");
     let source = cfg
