@@ -10,18 +10,25 @@
 #      weights/cw.safetensors); without one the run starts from the PCA transform code
 # Run there with carry = [gpu-data]:  bash scripts/gpu_train.sh MINUTES BATCH PATCH LR
 # Checkpoints (every minute) and train.log land in $OUT/cw.
+# The rnn model: MODEL=rnn bash scripts/gpu_train.sh 6 32 64 5e-4 (starting point
+# gpu-data/init-rnn.safetensors if present, else random; output in $OUT/rnn).
 set -u
-MIN=${1:-8}; BATCH=${2:-16}; PATCH=${3:-256}; LR=${4:-2e-4}
+MIN=${1:-8}; BATCH=${2:-16}; PATCH=${3:-256}; LR=${4:-2e-4}; MODEL=${MODEL:-cw}
 LIB=$(dirname "$(find / -name 'libcublas.so.13' 2>/dev/null | head -1)")
 export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}"
 nvidia-smi -L
 xz -dc gpu-data/lic.xz > /tmp/lic && chmod +x /tmp/lic
-mkdir -p "$OUT/cw"
-INIT=(--pca-init)
-[ -f gpu-data/init.safetensors ] && INIT=(--init gpu-data/init.safetensors)
+mkdir -p "$OUT/$MODEL"
+if [ "$MODEL" = rnn ]; then
+  INIT=()
+  [ -f gpu-data/init-rnn.safetensors ] && INIT=(--init gpu-data/init-rnn.safetensors)
+else
+  INIT=(--pca-init)
+  [ -f gpu-data/init.safetensors ] && INIT=(--init gpu-data/init.safetensors)
+fi
 # mimalloc keeps freed pages instead of returning them (the kernel re-zeroing them cost a
 # quarter of CPU training time).
 export MIMALLOC_PURGE_DELAY=-1
-/tmp/lic train --cuda --data gpu-data/crops --out "$OUT/cw" "${INIT[@]}" --minutes "$MIN" \
+/tmp/lic train --model "$MODEL" --cuda --data gpu-data/crops --out "$OUT/$MODEL" "${INIT[@]}" --minutes "$MIN" \
   --batch "$BATCH" --patch "$PATCH" --lr "$LR" --ckpt-minutes 1 --val-every 2000 --warmup 0 --log-every 100 2>&1 | tr '\r' '\n' | tail -5
-cat "$OUT/cw/train.log"
+cat "$OUT/$MODEL/train.log"
