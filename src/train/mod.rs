@@ -126,6 +126,17 @@ impl GradClip {
     }
 }
 
+/// Learning-rate factor for the `k`-th step of a run: a linear ramp over the first
+/// [`RESTART_RAMP`] steps. Adam's moments are not checkpointed, and a fresh Adam moves every
+/// weight by the full learning rate at its first steps: one step at 1e-4 from the shipped
+/// weights cost 1.3 dB of validation PSNR at the top rate point, two steps 2.0 dB.
+fn restart_ramp(k: usize) -> f64 {
+    ((k + 1) as f64 / RESTART_RAMP as f64).min(1.0)
+}
+
+/// Steps over which a run ramps its learning rate up (see [`restart_ramp`]).
+const RESTART_RAMP: usize = 200;
+
 /// Exponential moving average of the weights: `avg ← d·avg + (1 − d)·live` after each
 /// step. Its variables belong to a second model, so it validates and saves like the first.
 struct WeightAverage {
@@ -330,19 +341,20 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
-    writeln!(
-        log,
-        "val step {step} {} (start of run)",
-        validation_line(&model, &ds, &dev)?
-    )?;
-    if let Some((model_avg, _)) = &avg {
-        writeln!(
-            log,
-            "val-ema step {step} {} (decay {})",
-            validation_line(model_avg, &ds, &dev)?,
-            cfg.ema
-        )?;
-    }
+    // Validation of the live weights and, when kept, of their average.
+    let validate_all = |log: &mut std::fs::File,
+                        step: usize,
+                        note: &str|
+     -> Result<(), Box<dyn std::error::Error>> {
+        let line = validation_line(&model, &ds, &dev)?;
+        writeln!(log, "val step {step} {line}{note}")?;
+        if let Some((model_avg, _)) = &avg {
+            let line = validation_line(model_avg, &ds, &dev)?;
+            writeln!(log, "val-ema step {step} {line}{note}")?;
+        }
+        Ok(())
+    };
+    validate_all(&mut log, step, " (start of run)")?;
     let all_vars: Vec<candle_core::Var> = vm.all_vars();
     let mut clip = GradClip::default();
     // The entropy-model and rate parameters (scales, gains, importance biases, context net)
@@ -382,6 +394,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     );
     bar.set_position(step as u64);
     let start = Instant::now();
+    let first_step = step;
     let mut last_ckpt = Instant::now();
     let (mut acc_loss, mut acc_psnr, mut acc_bpp, mut acc_n) = (0.0, 0.0, 0.0, 0);
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
@@ -394,6 +407,9 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
         let mut grads = loss.backward()?;
         clip.apply(&mut grads, &all_vars)?;
+        let ramp = restart_ramp(step - first_step);
+        opt.set_learning_rate(cfg.lr * ramp);
+        opt_fast.set_learning_rate(cfg.lr * 10.0 * ramp);
         opt.step(&grads)?;
         opt_fast.step(&grads)?;
         if let Some((_, wa)) = &avg {
@@ -426,18 +442,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
             (acc_loss, acc_psnr, acc_bpp, acc_n) = (0.0, 0.0, 0.0, 0);
         }
         if step % cfg.val_every == 0 {
-            writeln!(
-                log,
-                "val step {step} {}",
-                validation_line(&model, &ds, &dev)?
-            )?;
-            if let Some((model_avg, _)) = &avg {
-                writeln!(
-                    log,
-                    "val-ema step {step} {}",
-                    validation_line(model_avg, &ds, &dev)?
-                )?;
-            }
+            validate_all(&mut log, step, "")?;
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
             save_checkpoint(&vm, avg.as_ref().map(|_| &vm_avg), &cfg.out, step)?;
@@ -445,19 +450,8 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     save_checkpoint(&vm, avg.as_ref().map(|_| &vm_avg), &cfg.out, step)?;
-    writeln!(
-        log,
-        "val step {step} {} (end of run, {:.0}s)",
-        validation_line(&model, &ds, &dev)?,
-        start.elapsed().as_secs_f64()
-    )?;
-    if let Some((model_avg, _)) = &avg {
-        writeln!(
-            log,
-            "val-ema step {step} {}",
-            validation_line(model_avg, &ds, &dev)?
-        )?;
-    }
+    let note = format!(" (end of run, {:.0}s)", start.elapsed().as_secs_f64());
+    validate_all(&mut log, step, &note)?;
     bar.finish();
     Ok(())
 }

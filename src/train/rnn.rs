@@ -13,7 +13,7 @@ use rand::SeedableRng;
 
 use super::data::{self, Dataset};
 use super::export;
-use super::{load_into, open_run, read_step, save_checkpoint, GradClip, TrainConfig};
+use super::{load_into, open_run, read_step, restart_ramp, save_checkpoint, GradClip, TrainConfig};
 use crate::entropy::bits::{BitModel, BIT_CONTEXTS};
 use crate::model::rnn::{bits_of, bits_tensor, RnnModel, MAX_ITERS, STRIDE};
 
@@ -83,6 +83,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     let mut clip = GradClip::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ step as u64);
     let start = Instant::now();
+    let first_step = step;
     let mut last_ckpt = Instant::now();
     let (mut acc_loss, mut acc_first, mut acc_last, mut acc_n) = (0.0, 0.0, 0.0, 0usize);
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
@@ -90,6 +91,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let (loss, mses) = model.train_forward(&x, MAX_ITERS)?;
         let mut grads = loss.backward()?;
         clip.apply(&mut grads, &vars)?;
+        opt.set_learning_rate(cfg.lr * restart_ramp(step - first_step));
         opt.step(&grads)?;
         step += 1;
         let psnr = |m: &Tensor| -> candle_core::Result<f64> {
