@@ -28,8 +28,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dev = Device::Cpu;
     let mut vm = VarMap::new();
-    let model = CwModel::new(VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    lic::train::load_into(&mut vm, std::path::Path::new(&args[1]))?;
+    let path = std::path::Path::new(&args[1]);
+    let model = CwModel::with_synthesis(
+        VarBuilder::from_varmap(&vm, DType::F32, &dev),
+        lic::train::synthesis_of(path)?,
+    )?;
+    lic::train::load_into(&mut vm, path)?;
     for f in &args[2..] {
         let p = lic::train::data::load_picture(std::path::Path::new(f))?;
         let x = lic::train::data::centre_crop(&p, 256, &dev)?;
