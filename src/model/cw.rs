@@ -266,12 +266,28 @@ impl CwModel {
     /// (straight-through gradient) when `ste` is set, else the noisy ones (which always carry
     /// information, so training starts faster).
     pub fn train_forward(&self, x: &Tensor, pos: RatePos, ste: bool) -> Result<TrainOutput> {
-        let dev = &self.device;
         let (y, logit) = self.analysis(x)?;
-        let (b, _, h, w) = y.dims4()?;
+        let (lg, _) = self.rate_params(pos)?;
+        let yg = y.broadcast_mul(&lg.reshape((1, M, 1, 1))?.exp()?)?;
+        self.latents_forward(&yg, &logit, pos, ste, false)
+    }
+
+    /// The rest of [`train_forward`](Self::train_forward) from the gained latents `yg` and the
+    /// importance logits: the synthesis sees rounded latents (straight-through) when `ste`,
+    /// else noisy ones; the rate is that of the rounded latents when `rate_rounded` (what a
+    /// file codes, for optimizing one image's latents), else of the noisy ones.
+    pub fn latents_forward(
+        &self,
+        yg: &Tensor,
+        logit: &Tensor,
+        pos: RatePos,
+        ste: bool,
+        rate_rounded: bool,
+    ) -> Result<TrainOutput> {
+        let dev = &self.device;
+        let (b, _, h, w) = yg.dims4()?;
         let (lg, mb) = self.rate_params(pos)?;
         let lg4 = lg.reshape((1, M, 1, 1))?;
-        let yg = y.broadcast_mul(&lg4.exp()?)?;
 
         // Importance mask: hard in the forward pass, soft (piecewise linear) gradient.
         let pl = (candle_nn::ops::sigmoid(&logit.broadcast_add(&mb)?)? * LEVELS as f64)?;
@@ -290,10 +306,10 @@ impl CwModel {
             .broadcast_matmul(&onehot)?
             .reshape((b, M, h, w))?;
 
-        let rounded = (&yg + (yg.round()? - &yg)?.detach())?;
+        let rounded = (yg + (yg.round()? - yg)?.detach())?;
         let yq = (&rounded * &mask)?;
         let noise = Tensor::rand(-0.5f32, 0.5, yg.shape(), dev)?;
-        let noisy = (&yg + noise)?;
+        let noisy = (yg + noise)?;
 
         let am = anchor_mask(h, w, dev)?;
         let anchors = yq
@@ -301,7 +317,8 @@ impl CwModel {
             .broadcast_mul(&am)?;
         let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
         let log_sigma = (base.broadcast_add(&lg4)? + ctx)?;
-        let bits = (laplace_bits(&noisy, &log_sigma)? * &mask)?.sum_all()?;
+        let rate_in = if rate_rounded { &rounded } else { &noisy };
+        let bits = (laplace_bits(rate_in, &log_sigma)? * &mask)?.sum_all()?;
 
         let dec_in = if ste { yq } else { (&noisy * &mask)? };
         let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
