@@ -38,9 +38,10 @@ fn psnr_and_size_are_monotone_in_quality() {
         let bpp = bytes.len() as f64 * 8.0 / (256.0 * 192.0);
         eprintln!("q {q}: {bpp:.3} bpp, {psnr:.2} dB");
         // Windows for the shipped weights on this crop (a smooth parrot head): measured
-        // 25.05 dB at q 0 (0.100 bpp) and 35.60 dB at q 1 (1.027 bpp) with weights
-        // 4c7c01790953dc9c; raise them as the weights improve.
-        assert!(psnr > 24.5, "q {q}: PSNR {psnr:.2} dB too low");
+        // 24.39 dB at q 0 (0.084 bpp) and 36.92 dB at q 1 (1.294 bpp) with weights
+        // 40b3e892dd4fe65d (the previous weights: 25.05 dB at 0.100 bpp; every training step
+        // lowers the rates); raise them as the weights improve.
+        assert!(psnr > 24.0, "q {q}: PSNR {psnr:.2} dB too low");
         if let Some((b, p)) = last {
             assert!(bytes.len() > b, "q {q}: size not increasing");
             assert!(psnr > p, "q {q}: PSNR not increasing");
@@ -48,7 +49,7 @@ fn psnr_and_size_are_monotone_in_quality() {
         last = Some((bytes.len(), psnr));
     }
     let (_, best) = last.unwrap();
-    assert!(best > 35.0, "q 1: PSNR {best:.2} dB too low");
+    assert!(best > 36.5, "q 1: PSNR {best:.2} dB too low");
 }
 
 #[test]
