@@ -16,18 +16,12 @@ use lic::{Codec, Image, ModelKind};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The codec on random rnn weights, written to a temporary file.
+/// The codec on random rnn weights.
 fn random_rnn_codec() -> Codec {
     let vm = VarMap::new();
     RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let p_one = vec![32768u16; BIT_CONTEXTS];
-    let bytes = lic::train::rnn::weights_bytes(&vm, &p_one).unwrap();
-    let path =
-        std::env::temp_dir().join(format!("lic-bench-rnn-{}.safetensors", std::process::id()));
-    std::fs::write(&path, bytes).unwrap();
-    let codec = Codec::from_weights_file(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
-    codec
+    Codec::from_weights_bytes(&lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
 }
 
 /// Quality of `k` layers (the CLI's mapping is 1 + round(q·11)).

@@ -68,17 +68,14 @@ pub fn fixed_rnn_weights() -> Vec<u8> {
 pub fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
     CODEC.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("lic-fuzz-rnn-{}.safetensors", std::process::id()));
-        std::fs::write(&path, fixed_rnn_weights()).unwrap();
-        let codec = Codec::from_weights_file(&path).unwrap();
-        let _ = std::fs::remove_file(&path);
-        codec.with_limits(Limits {
-            max_width: 256,
-            max_height: 256,
-            max_pixels: 1 << 15,
-            max_memory: 64 << 20,
-        })
+        Codec::from_weights_bytes(&fixed_rnn_weights())
+            .unwrap()
+            .with_limits(Limits {
+                max_width: 256,
+                max_height: 256,
+                max_pixels: 1 << 15,
+                max_memory: 64 << 20,
+            })
     })
 }
 

@@ -360,12 +360,16 @@ impl Codec {
     /// The codec on a weights file: cw weights, or rnn weights (which also make rnn the
     /// encoder's model); the other model keeps the embedded weights.
     pub fn from_weights_file(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let bytes = std::fs::read(path)?;
-        let is_rnn = safetensors::SafeTensors::deserialize(&bytes)
+        Self::from_weights_bytes(&std::fs::read(path)?)
+    }
+
+    /// [`Codec::from_weights_file`] on the bytes of a weights file already in memory.
+    pub fn from_weights_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        let is_rnn = safetensors::SafeTensors::deserialize(bytes)
             .map(|st| st.names().iter().any(|n| *n == "bits.p_one"))
             .unwrap_or(false);
         if is_rnn {
-            let rnn = RnnWeights::from_bytes(&bytes)?;
+            let rnn = RnnWeights::from_bytes(bytes)?;
             return Ok(Self {
                 rnn: Some(rnn),
                 model: ModelKind::Rnn,
@@ -373,7 +377,7 @@ impl Codec {
             });
         }
         Ok(Self {
-            weights: CwWeights::from_bytes(&bytes)?,
+            weights: CwWeights::from_bytes(bytes)?,
             ..Self::embedded()?
         })
     }

@@ -11,17 +11,14 @@ use lic::model::rnn::{RnnModel, MAX_ITERS};
 use lic::stream::{Event, StreamDecoder};
 use lic::{Codec, ColorType, Error, FormatError, Image, ModelKind};
 
-fn random_rnn_codec(dir: &tempfile::TempDir) -> Codec {
+fn random_rnn_codec() -> Codec {
     let vm = VarMap::new();
     RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     // A bit table that is not flat, so contexts matter for the coder.
     let p_one: Vec<u16> = (0..BIT_CONTEXTS)
         .map(|i| 4096 + (i * 7919 % 57000) as u16)
         .collect();
-    let bytes = lic::train::rnn::weights_bytes(&vm, &p_one).unwrap();
-    let path = dir.path().join("rnn.safetensors");
-    std::fs::write(&path, bytes).unwrap();
-    Codec::from_weights_file(&path).unwrap()
+    Codec::from_weights_bytes(&lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
 }
 
 fn image(w: u32, h: u32, color: ColorType) -> Image {
@@ -51,8 +48,7 @@ fn quality_gives_one_to_max_layers_monotonically() {
 
 #[test]
 fn every_layer_count_round_trips_and_prefixes_decode() {
-    let dir = tempfile::tempdir().unwrap();
-    let codec = random_rnn_codec(&dir);
+    let codec = random_rnn_codec();
     for color in [ColorType::Rgb, ColorType::GrayAlpha] {
         let img = image(37, 21, color);
         let bytes = codec.encode(&img, 1.0).unwrap();
@@ -120,8 +116,7 @@ fn every_layer_count_round_trips_and_prefixes_decode() {
 
 #[test]
 fn the_stream_decoder_gives_a_picture_per_layer() {
-    let dir = tempfile::tempdir().unwrap();
-    let codec = random_rnn_codec(&dir);
+    let codec = random_rnn_codec();
     let img = image(48, 40, ColorType::Rgba);
     let bytes = codec.encode(&img, 0.5).unwrap();
     let layers = layers_for_quality(32768);
@@ -150,8 +145,7 @@ fn the_stream_decoder_gives_a_picture_per_layer() {
 
 #[test]
 fn damaged_rnn_files_give_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let codec = random_rnn_codec(&dir);
+    let codec = random_rnn_codec();
     let img = image(32, 32, ColorType::Rgb);
     let bytes = codec.encode(&img, 0.3).unwrap();
     // A complete file that lacks a layer: the header's quality promises more.

@@ -203,14 +203,17 @@ pub fn save_checkpoint(
     out: &Path,
     step: usize,
 ) -> candle_core::Result<()> {
+    // Written to a temporary name, then renamed: a stop mid-write leaves the old file.
+    let save = |vars: &VarMap, name: &str| -> candle_core::Result<()> {
+        let tmp = out.join(format!("{name}.tmp.safetensors"));
+        vars.save(&tmp)?;
+        std::fs::rename(&tmp, out.join(format!("{name}.safetensors")))?;
+        Ok(())
+    };
     if let Some(avg) = avg {
-        let tmp = out.join("ema.tmp.safetensors");
-        avg.save(&tmp)?;
-        std::fs::rename(&tmp, out.join("ema.safetensors"))?;
+        save(avg, "ema")?;
     }
-    let tmp = out.join("ckpt.tmp.safetensors");
-    vm.save(&tmp)?;
-    std::fs::rename(&tmp, out.join("ckpt.safetensors"))?;
+    save(vm, "ckpt")?;
     std::fs::write(out.join("step.txt"), format!("{step}\n"))?;
     Ok(())
 }
