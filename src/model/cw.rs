@@ -463,11 +463,13 @@ fn shifted(a: &Tensor, di: isize, dj: isize) -> Result<Tensor> {
     let (_, _, h, w) = a.dims4()?;
     let mut t = a.clone();
     if di != 0 {
-        let (lo, hi) = if di > 0 { (0, 1) } else { (1, 0) };
+        let d = di.unsigned_abs();
+        let (lo, hi) = if di > 0 { (0, d) } else { (d, 0) };
         t = t.pad_with_zeros(2, lo, hi)?.narrow(2, hi, h)?;
     }
     if dj != 0 {
-        let (lo, hi) = if dj > 0 { (0, 1) } else { (1, 0) };
+        let d = dj.unsigned_abs();
+        let (lo, hi) = if dj > 0 { (0, d) } else { (d, 0) };
         t = t.pad_with_zeros(3, lo, hi)?.narrow(3, hi, w)?;
     }
     Ok(t)
