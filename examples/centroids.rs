@@ -3,13 +3,17 @@
 //! on training images (never Kodak), beside the Laplace centroid shift of the table's scale.
 //!
 //! usage: cargo run --release --example centroids -- WEIGHTS DIR [every-nth-image]
-use lic::codec::cw::{analyze, kept, scale_indices, to_tensor, Rect};
+use lic::codec::cw::{kept, read_symbols, to_tensor, Rect};
+use lic::container::{types::CWLT, Container};
 use lic::model::cw::M;
-use lic::CwWeights;
+use lic::{Codec, ColorType, CwWeights, Image};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let weights = CwWeights::from_bytes(&std::fs::read(&args[1]).unwrap()).unwrap();
+    let bytes = std::fs::read(&args[1]).unwrap();
+    let weights = CwWeights::from_bytes(&bytes).unwrap();
+    // One tile, so one CWLT stream holds the whole latent grid.
+    let codec = Codec::from_weights_bytes(&bytes).unwrap().with_tile_size(0);
     let every: usize = args.get(3).map_or(10, |s| s.parse().unwrap());
     let mut files: Vec<_> = std::fs::read_dir(&args[2])
         .unwrap()
@@ -27,13 +31,23 @@ fn main() {
         let x = to_tensor(img.as_raw(), w, h, &r, &dev).unwrap();
         let (y, _) = weights.model.analysis(&x).unwrap();
         let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let image = Image {
+            width: w as u32,
+            height: h as u32,
+            color: ColorType::Rgb,
+            data: img.into_raw(),
+        };
         for q in [0.1f32, 0.3, 0.5, 0.7, 0.9] {
-            let q16 = (q * 65535.0).round() as u16;
-            let lat = analyze(&weights, &x, q16).unwrap();
+            // Encode, then decode the symbols: the decoder knows each value's table.
+            let file = codec.encode(&image, q).unwrap();
+            let parsed = Container::parse(&file).unwrap();
+            let q16 = parsed.header.quality;
+            let stream = parsed.find_all(CWLT)[0];
+            let lat = read_symbols(&weights, stream, r.h(), r.w(), q16).unwrap();
             let pos = lic::codec::cw::rate_pos(q16);
             let (lg, _) = weights.model.rate_params(pos).unwrap();
             let gains: Vec<f32> = lg.exp().unwrap().to_vec1().unwrap();
-            let idx = scale_indices(&weights, &lat, q16);
+            let idx = &lat.tables;
             let n = lat.h * lat.w;
             for c in 0..M {
                 for p in 0..n {
