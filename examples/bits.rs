@@ -1,6 +1,8 @@
 //! Where the bits go (development aid): table bits of each class of latent symbol (anchors of
-//! each slice, non-anchors) and of the importance map, on images of a folder.
-use lic::codec::cw::{read_symbols, Rect, NO_TABLE};
+//! each slice, split by row parity, and non-anchors), on the images of a folder.
+//!
+//! usage: cargo run --release --example bits -- WEIGHTS DIR
+use lic::codec::cw::{read_symbols, NO_TABLE};
 use lic::container::{types::CWLT, Container};
 use lic::model::cw::{slice_start, M, SLICES};
 use lic::{Codec, CwWeights, Image};
@@ -25,28 +27,53 @@ fn main() {
             let file = codec.encode(&image, q).unwrap();
             total_bits += file.len() as f64 * 8.0;
             let parsed = Container::parse(&file).unwrap();
-            let (h, w) = ((image.height as usize).div_ceil(16), (image.width as usize).div_ceil(16));
-            let _ = Rect::grid(h, w);
-            let lat = read_symbols(&weights, parsed.find_all(CWLT)[0], h, w, parsed.header.quality).unwrap();
+            let (h, w) = (
+                (image.height as usize).div_ceil(16),
+                (image.width as usize).div_ceil(16),
+            );
+            let lat = read_symbols(
+                &weights,
+                parsed.find_all(CWLT)[0],
+                h,
+                w,
+                parsed.header.quality,
+            )
+            .unwrap();
             let n = h * w;
             for c in 0..M {
                 let k = (0..SLICES).rev().find(|&k| c >= slice_start(k)).unwrap();
                 for p in 0..n {
                     let t = lat.tables[c * n + p];
-                    if t == NO_TABLE { continue; }
+                    if t == NO_TABLE {
+                        continue;
+                    }
                     let fr = &weights.scales.freqs[t as usize];
                     let r = weights.scales.support[t as usize];
                     let v = lat.values[c * n + p];
-                    let s = if v.abs() <= r { (v + r) as usize } else { fr.len() - 1 };
+                    let s = if v.abs() <= r {
+                        (v + r) as usize
+                    } else {
+                        fr.len() - 1
+                    };
                     let bits = -(fr[s] as f64 / 65536.0).log2();
                     let (i, j) = (p / w, p % w);
-                    if (i + j) % 2 == 0 { a[k][i % 2] += bits; } else { non += bits; }
+                    if (i + j) % 2 == 0 {
+                        a[k][i % 2] += bits;
+                    } else {
+                        non += bits;
+                    }
                 }
             }
         }
         let lat_bits: f64 = a.iter().map(|x| x[0] + x[1]).sum::<f64>() + non;
         print!("q {q}: file {:.0} kbit, latents {:.0} kbit; anchors by slice (even rows | odd rows) %:", total_bits / 1e3, lat_bits / 1e3);
-        for x in &a { print!(" {:.1}|{:.1}", 100.0 * x[0] / lat_bits, 100.0 * x[1] / lat_bits); }
+        for x in &a {
+            print!(
+                " {:.1}|{:.1}",
+                100.0 * x[0] / lat_bits,
+                100.0 * x[1] / lat_bits
+            );
+        }
         println!("; non-anchors {:.1} %", 100.0 * non / lat_bits);
     }
 }
