@@ -19,7 +19,7 @@ use candle_nn::{Init, VarBuilder};
 use super::layers::{depth_to_space, space_to_depth, Conv, Gdn};
 
 /// Latent channels.
-pub const M: usize = 160;
+pub const M: usize = 320;
 /// Importance levels.
 pub const LEVELS: usize = 20;
 /// Channels switched on per importance level.

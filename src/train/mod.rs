@@ -10,6 +10,7 @@ pub mod data;
 pub mod export;
 pub mod pca_init;
 pub mod rnn;
+pub mod widen;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -316,8 +317,8 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     init_fresh(&vm, &dev)?;
     let mut step = 0;
     if let Some(init) = &cfg.init {
-        load_into(&mut vm, init)?;
-        writeln!(log, "# initialised from {}", init.display())?;
+        let note = load_into(&mut vm, init)?;
+        writeln!(log, "# initialised from {}{note}", init.display())?;
     } else if resume.exists() {
         vm.load(&resume)?;
         step = read_step(&cfg.out);
@@ -471,17 +472,44 @@ pub fn synthesis_of(path: &Path) -> Result<Synthesis, Box<dyn std::error::Error>
 }
 
 /// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
-/// variables that exist in `vm`.
-pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// variables that exist in `vm`. A cw file with fewer latent channels than [`crate::model::cw::M`]
+/// is widened on the way (see [`widen`]); the returned note says so.
+pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<String, Box<dyn std::error::Error>> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let m_file = st
+        .tensor("log_gain")
+        .ok()
+        .and_then(|v| v.shape().get(1).copied());
+    let widening = match m_file {
+        Some(m) if m != crate::model::cw::M => Some(widen::Widening::new(m).ok_or_else(|| {
+            format!(
+                "{} has {m} latent channels: cannot widen to {}",
+                path.display(),
+                crate::model::cw::M
+            )
+        })?),
+        _ => None,
+    };
     let data = vm.data().lock().unwrap();
     for (name, var) in data.iter() {
         let view = st
             .tensor(name)
             .map_err(|_| format!("{} lacks {name}", path.display()))?;
-        let t = candle_core::safetensors::Load::load(&view, var.device())?;
-        var.set(&t.to_dtype(DType::F32)?)?;
+        let mut t =
+            candle_core::safetensors::Load::load(&view, var.device())?.to_dtype(DType::F32)?;
+        if let Some(w) = &widening {
+            t = w.apply(name, &t, var.device())?;
+        }
+        var.set(&t)?;
     }
-    Ok(())
+    Ok(match m_file {
+        Some(m) if widening.is_some() => {
+            format!(
+                " (widened from {m} to {} latent channels)",
+                crate::model::cw::M
+            )
+        }
+        _ => String::new(),
+    })
 }
