@@ -376,9 +376,14 @@ impl Codec {
                 ..Self::embedded()?
             });
         }
+        // Built without the embedded weights, which need not even load with this build's
+        // model shapes (weights from a wider or narrower build).
         Ok(Self {
             weights: CwWeights::from_bytes(bytes)?,
-            ..Self::embedded()?
+            rnn: None,
+            limits: Limits::default(),
+            tile: codec::DEFAULT_TILE,
+            model: ModelKind::Cw,
         })
     }
 
