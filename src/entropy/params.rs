@@ -91,9 +91,17 @@ impl IntParams {
     /// anchor positions are 0. Threads never change the result: each position is computed
     /// on its own with the same integer operations.
     pub fn context_offsets(&self, anchors: &[i32], h: usize, w: usize) -> Vec<i32> {
-        let mut out = vec![0i32; M * h * w];
-        let mut x = vec![0i64; CTX_IN];
-        let mut hid = vec![0i64; CTX_HIDDEN];
+        use rayon::prelude::*;
+        // The first layer, transposed to (CTX_IN, CTX_HIDDEN): each position's inputs are
+        // mostly zero (clipped anchor values), so the hidden sums run over the non-zero inputs
+        // only, reading one contiguous weight column per input. Integer sums do not depend on
+        // their order, so this is exactly the layer of §6.4.
+        let mut w1t = vec![0i32; CTX_IN * CTX_HIDDEN];
+        for k in 0..CTX_HIDDEN {
+            for n in 0..CTX_IN {
+                w1t[n * CTX_HIDDEN + k] = self.ctx1_w[k * CTX_IN + n];
+            }
+        }
         let at = |c: usize, i: isize, j: isize| -> i64 {
             if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
                 0
@@ -107,40 +115,63 @@ impl IntParams {
             }
         };
         let out_shift = self.shift2 + HIDDEN_FRAC_BITS - INDEX_FRAC_BITS;
-        for i in 0..h {
-            for j in 0..w {
-                if (i + j) % 2 == 0 {
-                    continue;
-                }
-                let (ii, jj) = (i as isize, j as isize);
-                // Feature order: for (up, down, left, right): M values, then M magnitudes.
-                for (n, (di, dj)) in [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)]
-                    .into_iter()
-                    .enumerate()
-                {
+        // One row of positions per task: `(M, w)` offsets of row i.
+        let rows: Vec<Vec<i32>> = (0..h)
+            .into_par_iter()
+            .map(|i| {
+                let mut row_out = vec![0i32; M * w];
+                let mut nz: Vec<(usize, i64)> = Vec::with_capacity(CTX_IN);
+                let mut acc = vec![0i64; CTX_HIDDEN];
+                let mut hid = vec![0i64; CTX_HIDDEN];
+                for j in 0..w {
+                    if (i + j) % 2 == 0 {
+                        continue;
+                    }
+                    let (ii, jj) = (i as isize, j as isize);
+                    // Feature order: for (up, down, left, right): M values, then M magnitudes.
+                    nz.clear();
+                    for (n, (di, dj)) in [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        for c in 0..M {
+                            let v = at(c, ii + di, jj + dj);
+                            if v != 0 {
+                                nz.push((n * 2 * M + c, v));
+                                nz.push((n * 2 * M + M + c, v.abs()));
+                            }
+                        }
+                    }
+                    for (a, &b) in acc.iter_mut().zip(&self.ctx1_b) {
+                        *a = b as i64;
+                    }
+                    for &(n, v) in &nz {
+                        let col = &w1t[n * CTX_HIDDEN..(n + 1) * CTX_HIDDEN];
+                        for (a, &wv) in acc.iter_mut().zip(col) {
+                            *a += wv as i64 * v;
+                        }
+                    }
+                    for (hk, &a) in hid.iter_mut().zip(&acc) {
+                        *hk = (a.max(0) >> (self.shift1 - HIDDEN_FRAC_BITS)).min(HIDDEN_MAX);
+                    }
                     for c in 0..M {
-                        let v = at(c, ii + di, jj + dj);
-                        x[n * 2 * M + c] = v;
-                        x[n * 2 * M + M + c] = v.abs();
+                        let row = &self.ctx2_w[c * CTX_HIDDEN..(c + 1) * CTX_HIDDEN];
+                        let mut acc = self.ctx2_b[c] as i64;
+                        for (wv, hv) in row.iter().zip(&hid) {
+                            acc += *wv as i64 * hv;
+                        }
+                        let v = acc >> out_shift;
+                        row_out[c * w + j] = v.clamp(-(1 << 20), 1 << 20) as i32;
                     }
                 }
-                for (k, hk) in hid.iter_mut().enumerate() {
-                    let row = &self.ctx1_w[k * CTX_IN..(k + 1) * CTX_IN];
-                    let mut acc = self.ctx1_b[k] as i64;
-                    for (wv, xv) in row.iter().zip(&x) {
-                        acc += *wv as i64 * xv;
-                    }
-                    *hk = (acc.max(0) >> (self.shift1 - HIDDEN_FRAC_BITS)).min(HIDDEN_MAX);
-                }
-                for c in 0..M {
-                    let row = &self.ctx2_w[c * CTX_HIDDEN..(c + 1) * CTX_HIDDEN];
-                    let mut acc = self.ctx2_b[c] as i64;
-                    for (wv, hv) in row.iter().zip(&hid) {
-                        acc += *wv as i64 * hv;
-                    }
-                    let v = acc >> out_shift;
-                    out[c * h * w + i * w + j] = v.clamp(-(1 << 20), 1 << 20) as i32;
-                }
+                row_out
+            })
+            .collect();
+        let mut out = vec![0i32; M * h * w];
+        for (i, row) in rows.iter().enumerate() {
+            for c in 0..M {
+                out[c * h * w + i * w..c * h * w + (i + 1) * w]
+                    .copy_from_slice(&row[c * w..(c + 1) * w]);
             }
         }
         out
