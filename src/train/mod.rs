@@ -317,8 +317,19 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     init_fresh(&vm, &dev)?;
     let mut step = 0;
     if let Some(init) = &cfg.init {
-        let note = load_into(&mut vm, init)?;
-        writeln!(log, "# initialised from {}{note}", init.display())?;
+        let widened = load_into(&mut vm, init)?;
+        writeln!(log, "# initialised from {}", init.display())?;
+        if let Some(w) = widened {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(11));
+            writeln!(
+                log,
+                "# widened from {} to {} latent channels",
+                w.old_channels(),
+                crate::model::cw::M
+            )?;
+            let report = w.fill_new_channels(&vm, &model, &ds, &mut rng, 64, 128)?;
+            writeln!(log, "# {report}")?;
+        }
     } else if resume.exists() {
         vm.load(&resume)?;
         step = read_step(&cfg.out);
@@ -473,8 +484,11 @@ pub fn synthesis_of(path: &Path) -> Result<Synthesis, Box<dyn std::error::Error>
 
 /// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
 /// variables that exist in `vm`. A cw file with fewer latent channels than [`crate::model::cw::M`]
-/// is widened on the way (see [`widen`]); the returned note says so.
-pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+/// is widened on the way (see [`widen`]), and the widening is returned.
+pub fn load_into(
+    vm: &mut VarMap,
+    path: &Path,
+) -> Result<Option<widen::Widening>, Box<dyn std::error::Error>> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
     let m_file = st
@@ -503,13 +517,5 @@ pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<String, Box<dyn std::er
         }
         var.set(&t)?;
     }
-    Ok(match m_file {
-        Some(m) if widening.is_some() => {
-            format!(
-                " (widened from {m} to {} latent channels)",
-                crate::model::cw::M
-            )
-        }
-        _ => String::new(),
-    })
+    Ok(widening)
 }

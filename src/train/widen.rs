@@ -10,9 +10,14 @@
 //! slot of the level. Train with noisy latents (no `--ste`) first: a rounded new channel is 0
 //! and passes no gradient to its synthesis column.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarMap;
+use nalgebra::DMatrix;
+use rand::Rng;
 
-use crate::model::cw::{CH_PER_LEVEL, LEVELS, M};
+use super::data::Dataset;
+use super::pca_init::{pca, rows, set};
+use crate::model::cw::{CwModel, CH_PER_LEVEL, LEVELS, M};
 
 /// How the tensors of an `m_old`-channel model map into the `M`-channel one.
 pub struct Widening {
@@ -37,6 +42,139 @@ impl Widening {
         let per = self.m_old / LEVELS;
         let (l, k) = (n / CH_PER_LEVEL, n % CH_PER_LEVEL);
         (l * per + k % per, k >= per)
+    }
+
+    /// Number of channels of the file that was widened.
+    pub fn old_channels(&self) -> usize {
+        self.m_old
+    }
+
+    /// Gives the new channels something to carry, as the PCA start did for the first ones:
+    /// the principal components of what the synthesis misses. On `crops` training crops,
+    /// `r = f − dec₀(y)` is the part of the last analysis stage's input `f` (512 values per
+    /// latent position) that the first synthesis convolution does not rebuild from the old
+    /// channels. The new analysis rows (centre taps) project `f` on the top principal axes of
+    /// `r`, ordered by variance into the levels as the old channels are; the new synthesis
+    /// columns are the least-squares map from those projections back to `r`; the new
+    /// channels' base scales are their mean absolute values. Returns a one-line report with
+    /// the unquantized reconstruction PSNR before and after.
+    pub fn fill_new_channels(
+        &self,
+        vm: &VarMap,
+        model: &CwModel,
+        ds: &Dataset,
+        rng: &mut impl Rng,
+        crops: usize,
+        patch: usize,
+    ) -> Result<String> {
+        let cpu = &Device::Cpu;
+        let x = ds.batch(rng, crops, patch, model.device())?;
+        let psnr = |model: &CwModel| -> Result<f64> {
+            let (y, _) = model.analysis(&x)?;
+            let mse = (model.synthesis(&y)?.clamp(0f32, 1f32)? - &x)?
+                .sqr()?
+                .mean_all()?
+                .to_scalar::<f32>()? as f64;
+            Ok(-10.0 * mse.max(1e-12).log10())
+        };
+        let before = psnr(model)?;
+        let f = model.analysis_last_input(&x)?.to_device(cpu)?;
+        let (y, _) = model.analysis(&x)?;
+        // The new channels' synthesis columns are still zero: this is the old channels' part.
+        let g = model.synthesis_first(&y)?.to_device(cpu)?;
+        let r = (&f - &g)?;
+        let k_new = M - self.m_old;
+        let axes = pca(&rows(&r)?, k_new)?;
+        let fr = rows(&f)?.to_dtype(DType::F64)?; // (N, 512)
+        let (n, d) = fr.dims2()?;
+        let mu_f = (fr.sum(0)? / n as f64)?;
+        let mu_fv: Vec<f64> = mu_f.to_vec1()?;
+        let v: Vec<f64> = axes.axes.iter().copied().collect(); // column-major k×d
+        let vmat = DMatrix::from_column_slice(k_new, d, &v);
+        let fc: Vec<f64> = fr
+            .broadcast_sub(&mu_f.reshape((1, d))?)?
+            .flatten_all()?
+            .to_vec1()?;
+        let fc = DMatrix::from_row_slice(n, d, &fc); // N×d
+        let ynew = &vmat * fc.transpose(); // k×N
+        let rr: Vec<f64> = rows(&r)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let rr = DMatrix::from_row_slice(n, d, &rr);
+        let mu_r = rr.row_mean();
+        let rc = DMatrix::from_fn(n, d, |i, j| rr[(i, j)] - mu_r[j]);
+        // C (d×k) minimizing ‖Rcᵀ − C·Y‖²: C = Rcᵀ Yᵀ (Y Yᵀ + εI)⁻¹.
+        let yyt = &ynew * ynew.transpose() + DMatrix::identity(k_new, k_new) * 1e-9;
+        let inv = yyt
+            .try_inverse()
+            .ok_or_else(|| candle_core::Error::Msg("singular projection covariance".into()))?;
+        let cmat = rc.transpose() * ynew.transpose() * inv; // d×k
+        let mad: Vec<f64> = (0..k_new)
+            .map(|k| ynew.row(k).iter().map(|v| v.abs()).sum::<f64>() / n as f64)
+            .collect();
+        let bias: Vec<f64> = (0..k_new)
+            .map(|k| -(0..d).map(|i| vmat[(k, i)] * mu_fv[i]).sum::<f64>())
+            .collect();
+
+        let data = vm.data().lock().unwrap();
+        let read = |name: &str| -> Result<Vec<f32>> {
+            data.get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("no variable {name}")))?
+                .as_tensor()
+                .to_device(cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        let (mut we, mut be) = (read("enc.3.weight")?, read("enc.3.bias")?);
+        let (mut wd, mut base) = (read("dec.0.weight")?, read("base")?);
+        let per = self.m_old / LEVELS;
+        for ch in 0..M {
+            let (_, new) = self.source(ch);
+            if !new {
+                continue;
+            }
+            // New channels rank by variance through the levels: level l's new slots hold
+            // components l·(C − per) ..
+            let (l, slot) = (ch / CH_PER_LEVEL, ch % CH_PER_LEVEL - per);
+            let k = l * (CH_PER_LEVEL - per) + slot;
+            for i in 0..d {
+                for t in 0..9 {
+                    we[(ch * d + i) * 9 + t] = if t == 4 { vmat[(k, i)] as f32 } else { 0.0 };
+                }
+            }
+            be[ch] = bias[k] as f32;
+            for o in 0..512 {
+                for t in 0..9 {
+                    wd[(o * M + ch) * 9 + t] = if t == 4 { cmat[(o, k)] as f32 } else { 0.0 };
+                }
+            }
+            for lv in 0..LEVELS {
+                base[lv * M + ch] = mad[k].max(1e-3).ln() as f32;
+            }
+        }
+        set(
+            &data,
+            "enc.3.weight",
+            Tensor::from_vec(we, (M + 1, d, 3, 3), cpu)?,
+        )?;
+        set(&data, "enc.3.bias", Tensor::from_vec(be, M + 1, cpu)?)?;
+        set(
+            &data,
+            "dec.0.weight",
+            Tensor::from_vec(wd, (512, M, 3, 3), cpu)?,
+        )?;
+        set(&data, "base", Tensor::from_vec(base, (LEVELS, M), cpu)?)?;
+        drop(data);
+        let after = psnr(model)?;
+        let missed = axes.total
+            / rows(&f)?
+                .to_dtype(DType::F64)?
+                .var_keepdim(0)?
+                .sum_all()?
+                .to_scalar::<f64>()?;
+        Ok(format!(
+            "new channels filled from {crops} crops of {patch}²: the old channels miss {:.4} of the last stage's input variance, the new ones take {:.4} of that; unquantized PSNR {before:.2} -> {after:.2} dB",
+            missed,
+            axes.var.iter().sum::<f64>() / axes.total.max(1e-12)
+        ))
     }
 
     /// The widened version of tensor `name` (shapes with the old M), or the tensor itself
