@@ -348,13 +348,18 @@ pub struct Codec {
 impl Codec {
     /// The codec on the weights embedded in this binary.
     pub fn embedded() -> Result<Self, Error> {
-        Ok(Self {
-            weights: CwWeights::embedded()?,
+        Ok(Self::on_cw_weights(CwWeights::embedded()?))
+    }
+
+    /// The codec with default settings on these cw weights (rnn weights: the embedded ones).
+    fn on_cw_weights(weights: CwWeights) -> Self {
+        Self {
+            weights,
             rnn: None,
             limits: Limits::default(),
             tile: codec::DEFAULT_TILE,
             model: ModelKind::Cw,
-        })
+        }
     }
 
     /// The codec on a weights file: cw weights, or rnn weights (which also make rnn the
@@ -376,15 +381,9 @@ impl Codec {
                 ..Self::embedded()?
             });
         }
-        // Built without the embedded weights, which need not even load with this build's
+        // Built without the embedded cw weights, which need not even load with this build's
         // model shapes (weights from a wider or narrower build).
-        Ok(Self {
-            weights: CwWeights::from_bytes(bytes)?,
-            rnn: None,
-            limits: Limits::default(),
-            tile: codec::DEFAULT_TILE,
-            model: ModelKind::Cw,
-        })
+        Ok(Self::on_cw_weights(CwWeights::from_bytes(bytes)?))
     }
 
     /// Chooses the encoder's model (default cw). Decoding follows each file's header.

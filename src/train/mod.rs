@@ -204,18 +204,20 @@ pub fn save_checkpoint(
     out: &Path,
     step: usize,
 ) -> candle_core::Result<()> {
-    // Written to a temporary name, then renamed: a stop mid-write leaves the old file.
-    let save = |vars: &VarMap, name: &str| -> candle_core::Result<()> {
-        let tmp = out.join(format!("{name}.tmp.safetensors"));
-        vars.save(&tmp)?;
-        std::fs::rename(&tmp, out.join(format!("{name}.safetensors")))?;
-        Ok(())
-    };
     if let Some(avg) = avg {
-        save(avg, "ema")?;
+        save_atomic(avg, out, "ema")?;
     }
-    save(vm, "ckpt")?;
+    save_atomic(vm, out, "ckpt")?;
     std::fs::write(out.join("step.txt"), format!("{step}\n"))?;
+    Ok(())
+}
+
+/// Saves `vars` as `out/NAME.safetensors` through a temporary name and a rename, so a stop
+/// mid-write leaves the previous file (or none), never a truncated one.
+fn save_atomic(vars: &VarMap, out: &Path, name: &str) -> candle_core::Result<()> {
+    let tmp = out.join(format!("{name}.tmp.safetensors"));
+    vars.save(&tmp)?;
+    std::fs::rename(&tmp, out.join(format!("{name}.safetensors")))?;
     Ok(())
 }
 
@@ -461,7 +463,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
             // Every validated weight average is kept: a blow-up between two checkpoints
             // (one at step ~2900 of the widened run cost 0.5 dB) cannot take the best one.
             if avg.is_some() {
-                vm_avg.save(cfg.out.join(format!("ema-{step}.safetensors")))?;
+                save_atomic(&vm_avg, &cfg.out, &format!("ema-{step}"))?;
             }
         }
         if last_ckpt.elapsed().as_secs_f64() > cfg.ckpt_minutes * 60.0 {
