@@ -11,6 +11,14 @@
 //! 0.65, 0.7 to 0.655/27.18, 0.796/28.16, 0.962/29.05 (bpp/dB), +0.19 dB over the unrefined
 //! curve (0.489/25.68 … 1.045/29.31) — at about 20 synthesis passes, forward and backward.
 //!
+//! MODE `sga`: annealed stochastic soft rounding (Yang et al. 2020), temperature 0.5 → 0.05
+//! over the iterations, in the synthesis, the rate and the context networks. Measured
+//! 2026-11-29 (weights 40b3e892dd4fe65d, 20 iterations, lr 0.03, six held-out training
+//! images gcompris-021/061, lomiri-003, opencv-010, wiki-016, sipi-042, q 0.65): `soft`
+//! 0.736/28.07 → 0.649/27.66, `sga` → 0.695/27.76 (bpp/dB); against the unrefined curve
+//! (q 0.6: 0.628/27.38, q 0.7: 0.865/28.73) `soft` gains ~0.15 dB and `sga` nothing: 20
+//! iterations are too few for the annealing.
+//!
 //! usage: cargo run --release --example refine -- WEIGHTS Q ITERS LR MODE IMAGE...
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -26,6 +34,21 @@ fn psnr(x_hat: &Tensor, x: &Tensor) -> candle_core::Result<f64> {
     Ok(10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10())
 }
 
+/// Annealed stochastic soft rounding (Yang et al. 2020): floor(v) plus a Gumbel-softmax
+/// sample between rounding down and up, each with log-probability −atanh(distance)/τ.
+fn sga(v: &Tensor, tau: f64) -> candle_core::Result<Tensor> {
+    let f = v.floor()?.detach();
+    let r = (v - &f)?.clamp(1e-4f32, 1.0 - 1e-4)?;
+    let atanh = |x: &Tensor| -> candle_core::Result<Tensor> {
+        ((x + 1.0)?.log()? - (1.0 - x)?.log()?)? * 0.5
+    };
+    let up_vs_down = ((atanh(&r)? - atanh(&(1.0 - &r)?)?)? / tau)?;
+    let u = Tensor::rand(1e-6f32, 1.0 - 1e-6, v.shape(), v.device())?;
+    let logistic = (u.log()? - (1.0 - &u)?.log()?)?;
+    let w = candle_nn::ops::sigmoid(&((up_vs_down + logistic)? / tau)?)?;
+    f + w
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dev = Device::Cpu;
@@ -33,11 +56,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let q: f32 = args[2].parse()?;
     let iters: usize = args[3].parse()?;
     let lr: f64 = args[4].parse()?;
-    let soft_mode = match args[5].as_str() {
-        "soft" => true,
-        "ste" => false,
-        m => return Err(format!("MODE is soft or ste, not {m}").into()),
-    };
+    let mode = args[5].clone();
+    if !["soft", "ste", "sga"].contains(&mode.as_str()) {
+        return Err(format!("MODE is soft, ste or sga, not {mode}").into());
+    }
+    let soft_mode = mode == "soft";
     let mut vm = VarMap::new();
     let model = CwModel::with_synthesis(
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
@@ -73,9 +96,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ))
         };
         let first = coded(var.as_tensor())?;
-        for _ in 0..iters {
-            let out =
-                model.latents_forward(var.as_tensor(), &logit, pos, !soft_mode, !soft_mode)?;
+        for t in 0..iters {
+            let out = if mode == "sga" {
+                // Temperature from 0.5 down to 0.05, geometrically.
+                let tau = 0.5 * 0.1f64.powf(t as f64 / iters.max(1) as f64);
+                let yq = sga(var.as_tensor(), tau)?;
+                model.quantized_forward(&yq, &logit, pos)?
+            } else {
+                model.latents_forward(var.as_tensor(), &logit, pos, !soft_mode, !soft_mode)?
+            };
             let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
             let loss = ((mse * lambda)? + (out.bits / pixels)?)?;
             // Only the latents move: the model's own variables are left out of the step.

@@ -134,6 +134,10 @@ enum Command {
         /// Decay of the weight average saved as OUT/ema.safetensors (cw; 0 = off).
         #[arg(long, default_value_t = 0.995)]
         ema: f64,
+        /// Fit only the anchor context of the --init weights, the rest frozen (cw; writes
+        /// OUT/ckpt.safetensors whenever validation improves).
+        #[arg(long)]
+        anchor_context: bool,
     },
     /// Turn a training checkpoint into a shipped weights file.
     #[cfg(feature = "train")]
@@ -437,6 +441,7 @@ fn run(cli: Cli) -> Result<(), String> {
             ste,
             pca_init,
             ema,
+            anchor_context,
         } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
@@ -464,6 +469,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 ema,
             };
             match model.as_str() {
+                "cw" if anchor_context => lic::train::anchor::train(&cfg),
                 "cw" => lic::train::train(&cfg),
                 "rnn" => lic::train::rnn::train(&cfg),
                 m => return Err(format!("unknown model {m}: cw or rnn")),

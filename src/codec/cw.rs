@@ -4,7 +4,8 @@
 //! 1. the importance level of every latent position, raster order, with the causal
 //!    context of [`IntParams::map_context`];
 //! 2. anchors ((i + j) even): for each channel c, each anchor position in raster order whose
-//!    level keeps c, with the scale index from the base table and the gain;
+//!    level keeps c, with the scale index from the base table, the gain and (when the
+//!    weights have one) the anchor context of c's slice, computed from the slices before;
 //! 3. non-anchors: likewise, the scale index adding the integer context network's offset
 //!    computed from all decoded anchors.
 
@@ -12,7 +13,7 @@ use candle_core::{Device, Tensor};
 
 use crate::entropy::params::{rate_position, IntParams};
 use crate::entropy::{SymbolReader, SymbolWriter};
-use crate::model::cw::{RatePos, CH_PER_LEVEL, LEVELS, M, STRIDE};
+use crate::model::cw::{slice_start, RatePos, CH_PER_LEVEL, LEVELS, M, SLICES, STRIDE};
 use crate::model::weights::CwWeights;
 use crate::Error;
 
@@ -253,13 +254,15 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
     }
     let gain = int.gain_at(q16);
     let values = clamp_values(&lat.values);
-    for c in 0..M {
-        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
-            if c < kept(lat.levels[p]) {
-                wr.latent(
-                    int.scale_index(lat.levels[p] as usize, c, gain[c], 0),
-                    values[c * n + p],
-                );
+    for k in 0..SLICES {
+        let off = int.anchor_offsets(&values, h, w, k);
+        for c in slice_start(k)..slice_start(k + 1) {
+            for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
+                if c < kept(lat.levels[p]) {
+                    let o = anchor_offset(&off, c - slice_start(k), n, p);
+                    let idx = int.scale_index(lat.levels[p] as usize, c, gain[c], o);
+                    wr.latent(idx, values[c * n + p]);
+                }
             }
         }
     }
@@ -273,6 +276,12 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
         }
     }
     wr
+}
+
+/// The anchor-context offset of the `c`-th channel of a slice at position `p` (0 without
+/// anchor context).
+fn anchor_offset(off: &Option<Vec<i32>>, c: usize, n: usize, p: usize) -> i32 {
+    off.as_ref().map_or(0, |o| o[c * n + p])
 }
 
 fn clamp_values(v: &[i32]) -> Vec<i32> {
@@ -299,11 +308,15 @@ pub fn read_symbols(
     }
     let gain = int.gain_at(q16);
     let mut values = vec![0i32; M * n];
-    for c in 0..M {
-        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
-            if c < kept(levels[p]) {
-                values[c * n + p] =
-                    rd.latent(int.scale_index(levels[p] as usize, c, gain[c], 0))?;
+    for k in 0..SLICES {
+        let off = int.anchor_offsets(&values, h, w, k);
+        for c in slice_start(k)..slice_start(k + 1) {
+            for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
+                if c < kept(levels[p]) {
+                    let o = anchor_offset(&off, c - slice_start(k), n, p);
+                    values[c * n + p] =
+                        rd.latent(int.scale_index(levels[p] as usize, c, gain[c], o))?;
+                }
             }
         }
     }

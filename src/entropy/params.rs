@@ -3,7 +3,10 @@
 //! with floor shifts), so encoder and decoder agree on every platform and thread count.
 //! `format-spec/README.md` §6 defines the same computation.
 
-use crate::model::cw::{CTX_CLIP, CTX_HIDDEN, CTX_IN, LEVELS, M, RATE_POINTS, SCALE_COUNT};
+use crate::model::cw::{
+    actx_inputs, slice_start, ACTX_HIDDEN, ACTX_TAPS, CTX_CLIP, CTX_HIDDEN, CTX_IN, LEVELS, M,
+    RATE_POINTS, SCALE_COUNT, SLICES,
+};
 
 /// Fraction bits of a scale index in fixed point.
 pub const INDEX_FRAC_BITS: u32 = 8;
@@ -35,6 +38,147 @@ pub struct IntParams {
     pub shift2: u32,
     /// `(MAP_CONTEXTS, LEVELS)` importance-map frequencies (each row sums to 2^16).
     pub map_freq: Vec<u32>,
+    /// Anchor-context networks of slices 1..SLICES (spec §6.4b), or none: weights from
+    /// before the anchor context code every anchor with offset 0.
+    pub actx: Vec<IntMlp>,
+    /// Fraction bits of the anchor-context networks' first and second layers (as `shift1`
+    /// and `shift2`).
+    pub actx_shifts: [u32; 2],
+}
+
+/// A two-layer integer network: `out = (W2·min(max(W1·x + b1, 0) >> (s1 − 6), 2^24) + b2)
+/// >> (s2 + 6 − 8)`, the form of every context network (spec §6.4).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntMlp {
+    /// `(hidden, inputs)` first-layer weights, ·2^shift1.
+    pub w1: Vec<i32>,
+    /// `(hidden,)` first-layer bias, ·2^shift1.
+    pub b1: Vec<i32>,
+    /// `(outputs, hidden)` second-layer weights, ·2^shift2.
+    pub w2: Vec<i32>,
+    /// `(outputs,)` second-layer bias, ·2^(shift2 + HIDDEN_FRAC_BITS).
+    pub b2: Vec<i32>,
+}
+
+/// A network ready to evaluate on sparse inputs: the first layer transposed to
+/// `(inputs, hidden)`, so each non-zero input adds one contiguous weight column. Integer
+/// sums do not depend on their order, so this computes exactly the network of §6.4.
+struct SparseMlp<'a> {
+    w1t: Vec<i32>,
+    b1: &'a [i32],
+    w2: &'a [i32],
+    b2: &'a [i32],
+    hidden: usize,
+    hidden_shift: u32,
+    out_shift: u32,
+}
+
+impl<'a> SparseMlp<'a> {
+    fn new(w1: &[i32], b1: &'a [i32], w2: &'a [i32], b2: &'a [i32], shifts: [u32; 2]) -> Self {
+        let hidden = b1.len();
+        let inputs = w1.len() / hidden.max(1);
+        let mut w1t = vec![0i32; w1.len()];
+        for k in 0..hidden {
+            for n in 0..inputs {
+                w1t[n * hidden + k] = w1[k * inputs + n];
+            }
+        }
+        Self {
+            w1t,
+            b1,
+            w2,
+            b2,
+            hidden,
+            hidden_shift: shifts[0] - HIDDEN_FRAC_BITS,
+            out_shift: shifts[1] + HIDDEN_FRAC_BITS - INDEX_FRAC_BITS,
+        }
+    }
+
+    /// The network at every position (i, j) with (i + j) % 2 == `parity` (zero elsewhere):
+    /// `(outputs, h, w)`. Its inputs, per tap (row, column offset) in order: the clipped
+    /// anchor values of channels `0..channels` of `values` (`(M, h, w)`), then their
+    /// magnitudes. Each position is computed on its own, one row of positions per thread
+    /// task, so threads never change the result.
+    fn at_positions(
+        &self,
+        values: &[i32],
+        h: usize,
+        w: usize,
+        parity: usize,
+        taps: &[(isize, isize)],
+        channels: usize,
+    ) -> Vec<i32> {
+        use rayon::prelude::*;
+        let n_out = self.b2.len();
+        let rows: Vec<Vec<i32>> = (0..h)
+            .into_par_iter()
+            .map(|i| {
+                let mut row_out = vec![0i32; n_out * w];
+                let mut nz: Vec<(usize, i64)> = Vec::with_capacity(taps.len() * 2 * channels);
+                let mut hid = Vec::with_capacity(self.hidden);
+                let mut out = vec![0i32; n_out];
+                for j in (0..w).filter(|j| (i + j) % 2 == parity) {
+                    nz.clear();
+                    for (t, &(di, dj)) in taps.iter().enumerate() {
+                        for c in 0..channels {
+                            let v = anchor_at(values, h, w, c, i as isize + di, j as isize + dj);
+                            if v != 0 {
+                                nz.push((t * 2 * channels + c, v));
+                                nz.push((t * 2 * channels + channels + c, v.abs()));
+                            }
+                        }
+                    }
+                    self.eval(&nz, &mut hid, &mut out);
+                    for (c, &o) in out.iter().enumerate() {
+                        row_out[c * w + j] = o;
+                    }
+                }
+                row_out
+            })
+            .collect();
+        let mut out = vec![0i32; n_out * h * w];
+        for (i, row) in rows.iter().enumerate() {
+            for c in 0..n_out {
+                out[c * h * w + i * w..c * h * w + (i + 1) * w]
+                    .copy_from_slice(&row[c * w..(c + 1) * w]);
+            }
+        }
+        out
+    }
+
+    /// Evaluates on the non-zero inputs `nz` (index, value) into `out` (one per output).
+    fn eval(&self, nz: &[(usize, i64)], hid: &mut Vec<i64>, out: &mut [i32]) {
+        hid.clear();
+        hid.extend(self.b1.iter().map(|&b| b as i64));
+        for &(n, v) in nz {
+            let col = &self.w1t[n * self.hidden..(n + 1) * self.hidden];
+            for (a, &wv) in hid.iter_mut().zip(col) {
+                *a += wv as i64 * v;
+            }
+        }
+        for a in hid.iter_mut() {
+            *a = ((*a).max(0) >> self.hidden_shift).min(HIDDEN_MAX);
+        }
+        for (o, (row, &b)) in out
+            .iter_mut()
+            .zip(self.w2.chunks_exact(self.hidden).zip(self.b2))
+        {
+            let mut acc = b as i64;
+            for (wv, hv) in row.iter().zip(hid.iter()) {
+                acc += *wv as i64 * hv;
+            }
+            *o = (acc >> self.out_shift).clamp(-(1 << 20), 1 << 20) as i32;
+        }
+    }
+}
+
+/// The clipped value of channel `c` at anchor (i, j) of an `(M, h, w)` grid; 0 outside the
+/// grid and at non-anchors (which the decoder does not have yet).
+fn anchor_at(values: &[i32], h: usize, w: usize, c: usize, i: isize, j: isize) -> i64 {
+    if i < 0 || j < 0 || i >= h as isize || j >= w as isize || (i + j) % 2 != 0 {
+        return 0;
+    }
+    values[c * h * w + i as usize * w + j as usize].clamp(-CTX_CLIP, CTX_CLIP) as i64
 }
 
 impl IntParams {
@@ -55,6 +199,28 @@ impl IntParams {
         }
         if self.shift2 + HIDDEN_FRAC_BITS < INDEX_FRAC_BITS {
             return Err("context-network output shift is negative");
+        }
+        if !self.actx.is_empty() {
+            if self.actx.len() != SLICES - 1 {
+                return Err("anchor context needs one network per slice after the first");
+            }
+            for (i, net) in self.actx.iter().enumerate() {
+                let k = i + 1;
+                if net.w1.len() != ACTX_HIDDEN * actx_inputs(k)
+                    || net.b1.len() != ACTX_HIDDEN
+                    || net.w2.len() != (slice_start(k + 1) - slice_start(k)) * ACTX_HIDDEN
+                    || net.b2.len() != slice_start(k + 1) - slice_start(k)
+                {
+                    return Err("anchor-context tensors have the wrong size");
+                }
+            }
+            let [s1, s2] = self.actx_shifts;
+            if !(HIDDEN_FRAC_BITS..=30).contains(&s1)
+                || s2 > 30
+                || s2 + HIDDEN_FRAC_BITS < INDEX_FRAC_BITS
+            {
+                return Err("anchor-context shifts out of range");
+            }
         }
         for row in self.map_freq.chunks(LEVELS) {
             if row.iter().any(|&f| f == 0) || row.iter().map(|&f| f as u64).sum::<u64>() != 1 << 16
@@ -91,90 +257,25 @@ impl IntParams {
     /// anchor positions are 0. Threads never change the result: each position is computed
     /// on its own with the same integer operations.
     pub fn context_offsets(&self, anchors: &[i32], h: usize, w: usize) -> Vec<i32> {
-        use rayon::prelude::*;
-        // The first layer, transposed to (CTX_IN, CTX_HIDDEN): each position's inputs are
-        // mostly zero (clipped anchor values), so the hidden sums run over the non-zero inputs
-        // only, reading one contiguous weight column per input. Integer sums do not depend on
-        // their order, so this is exactly the layer of §6.4.
-        let mut w1t = vec![0i32; CTX_IN * CTX_HIDDEN];
-        for k in 0..CTX_HIDDEN {
-            for n in 0..CTX_IN {
-                w1t[n * CTX_HIDDEN + k] = self.ctx1_w[k * CTX_IN + n];
-            }
-        }
-        let at = |c: usize, i: isize, j: isize| -> i64 {
-            if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
-                0
-            } else {
-                let (i, j) = (i as usize, j as usize);
-                if (i + j) % 2 != 0 {
-                    0
-                } else {
-                    anchors[c * h * w + i * w + j].clamp(-CTX_CLIP, CTX_CLIP) as i64
-                }
-            }
-        };
-        let out_shift = self.shift2 + HIDDEN_FRAC_BITS - INDEX_FRAC_BITS;
-        // One row of positions per task: `(M, w)` offsets of row i.
-        let rows: Vec<Vec<i32>> = (0..h)
-            .into_par_iter()
-            .map(|i| {
-                let mut row_out = vec![0i32; M * w];
-                let mut nz: Vec<(usize, i64)> = Vec::with_capacity(CTX_IN);
-                let mut acc = vec![0i64; CTX_HIDDEN];
-                let mut hid = vec![0i64; CTX_HIDDEN];
-                for j in 0..w {
-                    if (i + j) % 2 == 0 {
-                        continue;
-                    }
-                    let (ii, jj) = (i as isize, j as isize);
-                    // Feature order: for (up, down, left, right): M values, then M magnitudes.
-                    nz.clear();
-                    for (n, (di, dj)) in [(-1isize, 0isize), (1, 0), (0, -1), (0, 1)]
-                        .into_iter()
-                        .enumerate()
-                    {
-                        for c in 0..M {
-                            let v = at(c, ii + di, jj + dj);
-                            if v != 0 {
-                                nz.push((n * 2 * M + c, v));
-                                nz.push((n * 2 * M + M + c, v.abs()));
-                            }
-                        }
-                    }
-                    for (a, &b) in acc.iter_mut().zip(&self.ctx1_b) {
-                        *a = b as i64;
-                    }
-                    for &(n, v) in &nz {
-                        let col = &w1t[n * CTX_HIDDEN..(n + 1) * CTX_HIDDEN];
-                        for (a, &wv) in acc.iter_mut().zip(col) {
-                            *a += wv as i64 * v;
-                        }
-                    }
-                    for (hk, &a) in hid.iter_mut().zip(&acc) {
-                        *hk = (a.max(0) >> (self.shift1 - HIDDEN_FRAC_BITS)).min(HIDDEN_MAX);
-                    }
-                    for c in 0..M {
-                        let row = &self.ctx2_w[c * CTX_HIDDEN..(c + 1) * CTX_HIDDEN];
-                        let mut acc = self.ctx2_b[c] as i64;
-                        for (wv, hv) in row.iter().zip(&hid) {
-                            acc += *wv as i64 * hv;
-                        }
-                        let v = acc >> out_shift;
-                        row_out[c * w + j] = v.clamp(-(1 << 20), 1 << 20) as i32;
-                    }
-                }
-                row_out
-            })
-            .collect();
-        let mut out = vec![0i32; M * h * w];
-        for (i, row) in rows.iter().enumerate() {
-            for c in 0..M {
-                out[c * h * w + i * w..c * h * w + (i + 1) * w]
-                    .copy_from_slice(&row[c * w..(c + 1) * w]);
-            }
-        }
-        out
+        let net = SparseMlp::new(
+            &self.ctx1_w,
+            &self.ctx1_b,
+            &self.ctx2_w,
+            &self.ctx2_b,
+            [self.shift1, self.shift2],
+        );
+        let taps = [(-1, 0), (1, 0), (0, -1), (0, 1)];
+        net.at_positions(anchors, h, w, 1, &taps, M)
+    }
+
+    /// The anchor-context offsets (·2^8) of slice `k` (1..SLICES) at every position:
+    /// `(slice_start(k + 1) − slice_start(k), h, w)`, from the channels before the slice at
+    /// the anchor and its diagonal anchor neighbours in `values` (`(M, h, w)`; only those
+    /// entries are read). Zero off-anchor; `None` when the weights have no anchor context.
+    pub fn anchor_offsets(&self, values: &[i32], h: usize, w: usize, k: usize) -> Option<Vec<i32>> {
+        let mlp = self.actx.get(k.checked_sub(1)?)?;
+        let net = SparseMlp::new(&mlp.w1, &mlp.b1, &mlp.w2, &mlp.b2, self.actx_shifts);
+        Some(net.at_positions(values, h, w, 0, &ACTX_TAPS, slice_start(k)))
     }
 
     /// The importance-map context of position (i, j) from the levels decoded so far

@@ -7,7 +7,9 @@
 //!                                                                                       ▼
 //!  x̂ ◄─ conv·d2s ◄─ (IGDN|ReLU·conv·d2s) ×3 ◄─────────────────────────────── ŷ·mask / gain(q)
 //!
-//!  entropy model (Laplace, scale σ): ln σ[c] = base[level][c] + ln gain[c](q) (+ ctx(anchor neighbours) off-anchor)
+//!  entropy model (Laplace, scale σ): ln σ[c] = base[level][c] + ln gain[c](q)
+//!     + ctx(anchor neighbours)           off-anchor
+//!     + actx(earlier channel slices)     on anchors, when the weights carry `actx.*`
 //! ```
 //!
 //! The importance level `l` of a latent position keeps the first `(l + 1)·CH_PER_LEVEL`
@@ -41,6 +43,29 @@ pub const CTX_HIDDEN: usize = 64;
 pub const CTX_CLIP: i32 = 15;
 /// Number of context-network inputs: 4 neighbours × (value, |value|) × M.
 pub const CTX_IN: usize = 8 * M;
+/// Channel slices of the anchor context, as importance-level boundaries: slice k holds the
+/// channels of levels `SLICE_LEVELS[k]..SLICE_LEVELS[k + 1]`. Uneven, because low rates
+/// keep only the first levels' channels.
+pub const SLICE_LEVELS: [usize; 6] = [0, 1, 2, 4, 8, LEVELS];
+/// Number of anchor-context slices (slice 0 has no context).
+pub const SLICES: usize = SLICE_LEVELS.len() - 1;
+/// Hidden width of each anchor-context network.
+pub const ACTX_HIDDEN: usize = 64;
+/// The anchor positions an anchor-context network reads, as (row, column) offsets: the
+/// anchor itself and its four diagonal neighbours (anchors too, decoded in earlier slices).
+pub const ACTX_TAPS: [(isize, isize); 5] = [(0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)];
+
+/// First channel of anchor-context slice `k` (`M` for `k = SLICES`).
+pub const fn slice_start(k: usize) -> usize {
+    SLICE_LEVELS[k] * CH_PER_LEVEL
+}
+
+/// Inputs of the anchor-context network of slice `k`: per tap, the values and magnitudes of
+/// the channels before the slice.
+pub const fn actx_inputs(k: usize) -> usize {
+    ACTX_TAPS.len() * 2 * slice_start(k)
+}
+
 /// Total down-sampling of the transform.
 pub const STRIDE: usize = 16;
 /// Smallest and largest scale of the scale table, and its number of entries.
@@ -77,6 +102,9 @@ pub struct CwModel {
     pub ctx1: Conv,
     /// Context network, second layer: `(M, CTX_HIDDEN)`, output in ln σ units.
     pub ctx2: Conv,
+    /// Anchor-context networks of slices 1.. (first and second layer each), when the
+    /// weights have them (`actx.K.a`, `actx.K.b`).
+    pub actx: Option<Vec<(Conv, Conv)>>,
     device: Device,
 }
 
@@ -188,6 +216,27 @@ impl CwModel {
         let base = vb.get_with_hints((LEVELS, M), "base", Init::Const(-1.0))?;
         let ctx1 = Conv::new(vb.pp("ctx1"), CTX_IN, CTX_HIDDEN, 1)?;
         let ctx2 = Conv::new(vb.pp("ctx2"), CTX_HIDDEN, M, 1)?;
+        // Created when training (a VarMap makes what it lacks), loaded when the file has
+        // them, absent otherwise (weights from before the anchor context).
+        let actx = (1..SLICES)
+            .map(|k| -> Result<(Conv, Conv)> {
+                let v = vb.pp(format!("actx.{k}"));
+                Ok((
+                    Conv::new(v.pp("a"), actx_inputs(k), ACTX_HIDDEN, 1)?,
+                    Conv::new(
+                        v.pp("b"),
+                        ACTX_HIDDEN,
+                        slice_start(k + 1) - slice_start(k),
+                        1,
+                    )?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>();
+        let actx = match actx {
+            Ok(a) => Some(a),
+            Err(_) if !vb.contains_tensor("actx.1.a.weight") => None,
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             enc,
             enc_gdn,
@@ -198,6 +247,7 @@ impl CwModel {
             base,
             ctx1,
             ctx2,
+            actx,
             device: dev,
         })
     }
@@ -276,6 +326,53 @@ impl CwModel {
         self.ctx2.forward(&h)
     }
 
+    /// Anchor-context network on the anchor tensor (as for [`context`](Self::context)):
+    /// ln σ offsets `(B, M, h, w)`, zero for slice 0 and off-anchor; `None` without `actx`.
+    pub fn anchor_context(&self, anchors: &Tensor) -> Result<Option<Tensor>> {
+        let Some(nets) = &self.actx else {
+            return Ok(None);
+        };
+        let (b, _, h, w) = anchors.dims4()?;
+        let mut outs = vec![Tensor::zeros(
+            (b, slice_start(1), h, w),
+            DType::F32,
+            anchors.device(),
+        )?];
+        for (k, (a, bnet)) in nets.iter().enumerate().map(|(i, n)| (i + 1, n)) {
+            let prev = anchors.narrow(1, 0, slice_start(k))?;
+            let mut parts = Vec::with_capacity(2 * ACTX_TAPS.len());
+            for (di, dj) in ACTX_TAPS {
+                // Per tap: values, then magnitudes.
+                let t = shifted(&prev, di, dj)?;
+                let magnitude = t.abs()?;
+                parts.push(t);
+                parts.push(magnitude);
+            }
+            let hidden = a.forward(&Tensor::cat(&parts, 1)?)?.relu()?;
+            outs.push(bnet.forward(&hidden)?);
+        }
+        Tensor::cat(&outs, 1)?
+            .broadcast_mul(&anchor_mask(h, w, anchors.device())?)
+            .map(Some)
+    }
+
+    /// ln σ of every latent: base and gain, the context network off-anchor, the anchor
+    /// context on anchors. `yq` is quantized and masked, `base` from
+    /// [`mask_and_base`](Self::mask_and_base), `lg4` the ln gain `(1, M, 1, 1)`.
+    pub fn log_sigma(&self, yq: &Tensor, base: &Tensor, lg4: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = yq.dims4()?;
+        let am = anchor_mask(h, w, &self.device)?;
+        let anchors = yq
+            .clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?
+            .broadcast_mul(&am)?;
+        let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
+        let ls = (base.broadcast_add(lg4)? + ctx)?;
+        match self.anchor_context(&anchors)? {
+            Some(a) => ls + a,
+            None => Ok(ls),
+        }
+    }
+
     /// One training pass at rate position `pos`. The synthesis sees the rounded latents
     /// (straight-through gradient) when `ste` is set, else the noisy ones (which always carry
     /// information, so training starts faster).
@@ -299,11 +396,51 @@ impl CwModel {
         rate_rounded: bool,
     ) -> Result<TrainOutput> {
         let dev = &self.device;
-        let (b, _, h, w) = yg.dims4()?;
-        let (lg, mb) = self.rate_params(pos)?;
+        let (lg, _) = self.rate_params(pos)?;
         let lg4 = lg.reshape((1, M, 1, 1))?;
+        let (mask, base) = self.mask_and_base(logit, pos)?;
 
-        // Importance mask: hard in the forward pass, soft (piecewise linear) gradient.
+        let rounded = (yg + (yg.round()? - yg)?.detach())?;
+        let yq = (&rounded * &mask)?;
+        let noise = Tensor::rand(-0.5f32, 0.5, yg.shape(), dev)?;
+        let noisy = (yg + noise)?;
+
+        let log_sigma = self.log_sigma(&yq, &base, &lg4)?;
+        let rate_in = if rate_rounded { &rounded } else { &noisy };
+        let bits = (laplace_bits(rate_in, &log_sigma)? * &mask)?.sum_all()?;
+
+        let dec_in = if ste { yq } else { (&noisy * &mask)? };
+        let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
+        let kept = mask.mean_all()?;
+        Ok(TrainOutput { x_hat, bits, kept })
+    }
+
+    /// The pass of [`latents_forward`](Self::latents_forward) on latents `yq` that are
+    /// already quantized, hard or soft (annealed soft rounding when refining one image's
+    /// latents): they feed the synthesis, the rate and the context network alike.
+    pub fn quantized_forward(
+        &self,
+        yq: &Tensor,
+        logit: &Tensor,
+        pos: RatePos,
+    ) -> Result<TrainOutput> {
+        let (lg, _) = self.rate_params(pos)?;
+        let lg4 = lg.reshape((1, M, 1, 1))?;
+        let (mask, base) = self.mask_and_base(logit, pos)?;
+        let yq = (yq * &mask)?;
+        let log_sigma = self.log_sigma(&yq, &base, &lg4)?;
+        let bits = (laplace_bits(&yq, &log_sigma)? * &mask)?.sum_all()?;
+        let x_hat = self.synthesis(&yq.broadcast_div(&lg4.exp()?)?)?;
+        let kept = mask.mean_all()?;
+        Ok(TrainOutput { x_hat, bits, kept })
+    }
+
+    /// The importance mask `(B, M, h, w)` (hard forward, piecewise-linear gradient) and the
+    /// base ln σ of every latent for its level `(B, M, h, w)`.
+    pub fn mask_and_base(&self, logit: &Tensor, pos: RatePos) -> Result<(Tensor, Tensor)> {
+        let dev = &self.device;
+        let (b, _, h, w) = logit.dims4()?;
+        let (_, mb) = self.rate_params(pos)?;
         let pl = (candle_nn::ops::sigmoid(&logit.broadcast_add(&mb)?)? * LEVELS as f64)?;
         let j = Tensor::arange(0f32, LEVELS as f32, dev)?.reshape((1, LEVELS, 1, 1))?;
         let diff = pl.broadcast_sub(&j)?; // (B, L, h, w)
@@ -319,25 +456,7 @@ impl CwModel {
             .t()?
             .broadcast_matmul(&onehot)?
             .reshape((b, M, h, w))?;
-
-        let rounded = (yg + (yg.round()? - yg)?.detach())?;
-        let yq = (&rounded * &mask)?;
-        let noise = Tensor::rand(-0.5f32, 0.5, yg.shape(), dev)?;
-        let noisy = (yg + noise)?;
-
-        let am = anchor_mask(h, w, dev)?;
-        let anchors = yq
-            .clamp(-(CTX_CLIP as f32), CTX_CLIP as f32)?
-            .broadcast_mul(&am)?;
-        let ctx = self.context(&anchors)?.broadcast_mul(&(1.0 - &am)?)?;
-        let log_sigma = (base.broadcast_add(&lg4)? + ctx)?;
-        let rate_in = if rate_rounded { &rounded } else { &noisy };
-        let bits = (laplace_bits(rate_in, &log_sigma)? * &mask)?.sum_all()?;
-
-        let dec_in = if ste { yq } else { (&noisy * &mask)? };
-        let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
-        let kept = mask.mean_all()?;
-        Ok(TrainOutput { x_hat, bits, kept })
+        Ok((mask, base))
     }
 }
 
@@ -349,6 +468,21 @@ fn get_or_init(vb: &VarBuilder, name: &str, init: Tensor) -> Result<Tensor> {
         let var = candle_core::Var::from_tensor(&t)?;
         var.set(&init)?;
         return Ok(var.as_tensor().clone());
+    }
+    Ok(t)
+}
+
+/// `out[i, j] = a[i + di, j + dj]` over the last two dimensions, zero outside.
+fn shifted(a: &Tensor, di: isize, dj: isize) -> Result<Tensor> {
+    let (_, _, h, w) = a.dims4()?;
+    let mut t = a.clone();
+    if di != 0 {
+        let (lo, hi) = if di > 0 { (0, 1) } else { (1, 0) };
+        t = t.pad_with_zeros(2, lo, hi)?.narrow(2, hi, h)?;
+    }
+    if dj != 0 {
+        let (lo, hi) = if dj > 0 { (0, 1) } else { (1, 0) };
+        t = t.pad_with_zeros(3, lo, hi)?.narrow(3, hi, w)?;
     }
     Ok(t)
 }

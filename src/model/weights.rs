@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::cw::CwModel;
 use super::rnn::RnnModel;
 use crate::entropy::bits::BitModel;
-use crate::entropy::params::IntParams;
+use crate::entropy::params::{IntMlp, IntParams};
 use crate::entropy::tables::{categorical, Categorical, ScaleTables};
 
 /// The default cw weights, embedded at build time (empty when the repository has none yet).
@@ -83,7 +83,7 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
             "int.shifts must hold two non-negative values".into(),
         ));
     }
-    let p = IntParams {
+    let mut p = IntParams {
         base: read_i32(&st, "int.base")?,
         log_gain: read_i32(&st, "int.log_gain")?,
         ctx1_w: read_i32(&st, "int.ctx1.w")?,
@@ -96,7 +96,27 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
             .into_iter()
             .map(|v| v.max(0) as u32)
             .collect(),
+        actx: Vec::new(),
+        actx_shifts: [0, 0],
     };
+    // The anchor context is optional: weights from before it code anchors without.
+    if st.names().iter().any(|n| n.starts_with("int.actx.")) {
+        let shifts = read_i32(&st, "int.actx.shifts")?;
+        if shifts.len() != 2 || shifts.iter().any(|&s| s < 0) {
+            return Err(WeightsError::Tensor(
+                "int.actx.shifts must hold two non-negative values".into(),
+            ));
+        }
+        p.actx_shifts = [shifts[0] as u32, shifts[1] as u32];
+        for k in 1..crate::model::cw::SLICES {
+            p.actx.push(IntMlp {
+                w1: read_i32(&st, &format!("int.actx.{k}.w1"))?,
+                b1: read_i32(&st, &format!("int.actx.{k}.b1"))?,
+                w2: read_i32(&st, &format!("int.actx.{k}.w2"))?,
+                b2: read_i32(&st, &format!("int.actx.{k}.b2"))?,
+            });
+        }
+    }
     p.validate().map_err(|e| WeightsError::Tensor(e.into()))?;
     Ok(p)
 }

@@ -15,9 +15,11 @@ use safetensors::Dtype;
 
 use super::data::{image_files, load_picture};
 use crate::codec::cw::levels_from_logits;
-use crate::entropy::params::{IntParams, HIDDEN_FRAC_BITS, INDEX_FRAC_BITS, MAP_CONTEXTS};
+use crate::entropy::params::{IntMlp, IntParams, HIDDEN_FRAC_BITS, INDEX_FRAC_BITS, MAP_CONTEXTS};
 use crate::entropy::tables::quantize;
-use crate::model::cw::{CwModel, RatePos, LEVELS, RATE_POINTS, SCALE_COUNT, SCALE_MAX, SCALE_MIN};
+use crate::model::cw::{
+    CwModel, RatePos, LEVELS, RATE_POINTS, SCALE_COUNT, SCALE_MAX, SCALE_MIN, SLICES,
+};
 
 /// Width of one scale-index step in ln σ.
 pub fn index_step() -> f64 {
@@ -125,9 +127,60 @@ pub fn int_params(
         shift1,
         shift2,
         map_freq: map_frequencies(model, data, 64)?,
+        actx: Vec::new(),
+        actx_shifts: [0, 0],
     };
+    let mut p = p;
+    if let Some((nets, shifts)) = anchor_context(&get)? {
+        p.actx = nets;
+        p.actx_shifts = shifts;
+    }
     p.validate()?;
     Ok(p)
+}
+
+/// The integer anchor-context networks, with their shared shifts; `None` when the checkpoint
+/// has none or they are still at their start (second layers zero: every offset 0).
+#[allow(clippy::type_complexity)]
+fn anchor_context(
+    get: &dyn Fn(&str) -> Result<Vec<f32>, Box<dyn std::error::Error>>,
+) -> Result<Option<(Vec<IntMlp>, [u32; 2])>, Box<dyn std::error::Error>> {
+    let step = index_step();
+    let mut float = Vec::new();
+    for k in 1..SLICES {
+        let Ok(w1) = get(&format!("actx.{k}.a.weight")) else {
+            return Ok(None);
+        };
+        let in_index =
+            |v: Vec<f32>| -> Vec<f32> { v.iter().map(|&x| (x as f64 / step) as f32).collect() };
+        float.push((
+            w1,
+            get(&format!("actx.{k}.a.bias"))?,
+            in_index(get(&format!("actx.{k}.b.weight"))?),
+            in_index(get(&format!("actx.{k}.b.bias"))?),
+        ));
+    }
+    if float.iter().all(|f| f.2.iter().all(|&x| x == 0.0)) {
+        return Ok(None);
+    }
+    let all_w1: Vec<f32> = float.iter().flat_map(|f| f.0.iter().copied()).collect();
+    let all_w2: Vec<f32> = float.iter().flat_map(|f| f.2.iter().copied()).collect();
+    let shift1 = exponent_for(&all_w1, HIDDEN_FRAC_BITS, 24);
+    let shift2 = exponent_for(
+        &all_w2,
+        INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS),
+        24,
+    );
+    let nets = float
+        .iter()
+        .map(|(w1, b1, w2, b2)| IntMlp {
+            w1: fixed(w1, (1u64 << shift1) as f64),
+            b1: fixed(b1, (1u64 << shift1) as f64),
+            w2: fixed(w2, (1u64 << shift2) as f64),
+            b2: fixed(b2, (1u64 << (shift2 + HIDDEN_FRAC_BITS)) as f64),
+        })
+        .collect();
+    Ok(Some((nets, [shift1, shift2])))
 }
 
 /// Writes the shipped weights file from a checkpoint.
@@ -168,6 +221,27 @@ pub fn export(ckpt: &Path, data: &Path, out: &Path) -> Result<(), Box<dyn std::e
             shifts.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
     );
+    let i32_bytes = |v: &[i32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    if !int.actx.is_empty() {
+        let shifts = [int.actx_shifts[0] as i32, int.actx_shifts[1] as i32];
+        bufs.insert(
+            "int.actx.shifts".into(),
+            (Dtype::I32, vec![2], i32_bytes(&shifts)),
+        );
+        for (i, net) in int.actx.iter().enumerate() {
+            for (part, v) in [
+                ("w1", &net.w1),
+                ("b1", &net.b1),
+                ("w2", &net.w2),
+                ("b2", &net.b2),
+            ] {
+                bufs.insert(
+                    format!("int.actx.{}.{part}", i + 1),
+                    (Dtype::I32, vec![v.len()], i32_bytes(v)),
+                );
+            }
+        }
+    }
     let mf: Vec<u8> = int
         .map_freq
         .iter()
