@@ -405,14 +405,9 @@ impl CwModel {
         let noise = Tensor::rand(-0.5f32, 0.5, yg.shape(), dev)?;
         let noisy = (yg + noise)?;
 
-        let log_sigma = self.log_sigma(&yq, &base, &lg4)?;
         let rate_in = if rate_rounded { &rounded } else { &noisy };
-        let bits = (laplace_bits(rate_in, &log_sigma)? * &mask)?.sum_all()?;
-
-        let dec_in = if ste { yq } else { (&noisy * &mask)? };
-        let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
-        let kept = mask.mean_all()?;
-        Ok(TrainOutput { x_hat, bits, kept })
+        let dec_in = if ste { yq.clone() } else { (&noisy * &mask)? };
+        self.rate_and_synthesis(&yq, rate_in, &dec_in, &mask, &base, &lg4)
     }
 
     /// The pass of [`latents_forward`](Self::latents_forward) on latents `yq` that are
@@ -428,9 +423,23 @@ impl CwModel {
         let lg4 = lg.reshape((1, M, 1, 1))?;
         let (mask, base) = self.mask_and_base(logit, pos)?;
         let yq = (yq * &mask)?;
-        let log_sigma = self.log_sigma(&yq, &base, &lg4)?;
-        let bits = (laplace_bits(&yq, &log_sigma)? * &mask)?.sum_all()?;
-        let x_hat = self.synthesis(&yq.broadcast_div(&lg4.exp()?)?)?;
+        self.rate_and_synthesis(&yq, &yq, &yq, &mask, &base, &lg4)
+    }
+
+    /// The end of both passes: the rate of `rate_in` under the entropy model that the
+    /// quantized, masked latents `yq` condition, and the synthesis of `dec_in` (gained).
+    fn rate_and_synthesis(
+        &self,
+        yq: &Tensor,
+        rate_in: &Tensor,
+        dec_in: &Tensor,
+        mask: &Tensor,
+        base: &Tensor,
+        lg4: &Tensor,
+    ) -> Result<TrainOutput> {
+        let log_sigma = self.log_sigma(yq, base, lg4)?;
+        let bits = (laplace_bits(rate_in, &log_sigma)? * mask)?.sum_all()?;
+        let x_hat = self.synthesis(&dec_in.broadcast_div(&lg4.exp()?)?)?;
         let kept = mask.mean_all()?;
         Ok(TrainOutput { x_hat, bits, kept })
     }
@@ -477,11 +486,13 @@ fn shifted(a: &Tensor, di: isize, dj: isize) -> Result<Tensor> {
     let (_, _, h, w) = a.dims4()?;
     let mut t = a.clone();
     if di != 0 {
-        let (lo, hi) = if di > 0 { (0, 1) } else { (1, 0) };
+        let d = di.unsigned_abs();
+        let (lo, hi) = if di > 0 { (0, d) } else { (d, 0) };
         t = t.pad_with_zeros(2, lo, hi)?.narrow(2, hi, h)?;
     }
     if dj != 0 {
-        let (lo, hi) = if dj > 0 { (0, 1) } else { (1, 0) };
+        let d = dj.unsigned_abs();
+        let (lo, hi) = if dj > 0 { (0, d) } else { (d, 0) };
         t = t.pad_with_zeros(3, lo, hi)?.narrow(3, hi, w)?;
     }
     Ok(t)

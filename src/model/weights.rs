@@ -74,15 +74,20 @@ fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
         .collect())
 }
 
+/// A pair of fixed-point shifts: exactly two non-negative values.
+fn read_shifts(st: &SafeTensors, name: &str) -> Result<[u32; 2], WeightsError> {
+    match read_i32(st, name)?[..] {
+        [a, b] if a >= 0 && b >= 0 => Ok([a as u32, b as u32]),
+        _ => Err(WeightsError::Tensor(format!(
+            "{name} must hold two non-negative values"
+        ))),
+    }
+}
+
 /// Reads the integer entropy tensors of a weights file.
 pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Parse(e.to_string()))?;
-    let shifts = read_i32(&st, "int.shifts")?;
-    if shifts.len() != 2 || shifts.iter().any(|&s| s < 0) {
-        return Err(WeightsError::Tensor(
-            "int.shifts must hold two non-negative values".into(),
-        ));
-    }
+    let [shift1, shift2] = read_shifts(&st, "int.shifts")?;
     let mut p = IntParams {
         base: read_i32(&st, "int.base")?,
         log_gain: read_i32(&st, "int.log_gain")?,
@@ -90,8 +95,8 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
         ctx1_b: read_i32(&st, "int.ctx1.b")?,
         ctx2_w: read_i32(&st, "int.ctx2.w")?,
         ctx2_b: read_i32(&st, "int.ctx2.b")?,
-        shift1: shifts[0] as u32,
-        shift2: shifts[1] as u32,
+        shift1,
+        shift2,
         map_freq: read_i32(&st, "int.map_freq")?
             .into_iter()
             .map(|v| v.max(0) as u32)
@@ -101,13 +106,7 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
     };
     // The anchor context is optional: weights from before it code anchors without.
     if st.names().iter().any(|n| n.starts_with("int.actx.")) {
-        let shifts = read_i32(&st, "int.actx.shifts")?;
-        if shifts.len() != 2 || shifts.iter().any(|&s| s < 0) {
-            return Err(WeightsError::Tensor(
-                "int.actx.shifts must hold two non-negative values".into(),
-            ));
-        }
-        p.actx_shifts = [shifts[0] as u32, shifts[1] as u32];
+        p.actx_shifts = read_shifts(&st, "int.actx.shifts")?;
         for k in 1..crate::model::cw::SLICES {
             p.actx.push(IntMlp {
                 w1: read_i32(&st, &format!("int.actx.{k}.w1"))?,

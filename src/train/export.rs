@@ -105,25 +105,16 @@ pub fn int_params(
         .map(|&g| (g as f64 / step) as f32)
         .collect();
     let (w1, b1) = (get("ctx1.weight")?, get("ctx1.bias")?);
-    let (w2, b2): (Vec<f32>, Vec<f32>) = (
-        get("ctx2.weight")?
-            .iter()
-            .map(|&v| (v as f64 / step) as f32)
-            .collect(),
-        get("ctx2.bias")?
-            .iter()
-            .map(|&v| (v as f64 / step) as f32)
-            .collect(),
-    );
-    let shift1 = exponent_for(&w1, HIDDEN_FRAC_BITS, 24);
-    let shift2 = exponent_for(&w2, INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS), 24);
+    let (w2, b2) = (in_index(&get("ctx2.weight")?), in_index(&get("ctx2.bias")?));
+    let [shift1, shift2] = mlp_shifts(&w1, &w2);
+    let ctx = fixed_mlp(&w1, &b1, &w2, &b2, [shift1, shift2]);
     let p = IntParams {
         base: fixed(&base, one),
         log_gain: fixed(&log_gain, one),
-        ctx1_w: fixed(&w1, (1u64 << shift1) as f64),
-        ctx1_b: fixed(&b1, (1u64 << shift1) as f64),
-        ctx2_w: fixed(&w2, (1u64 << shift2) as f64),
-        ctx2_b: fixed(&b2, (1u64 << (shift2 + HIDDEN_FRAC_BITS)) as f64),
+        ctx1_w: ctx.w1,
+        ctx1_b: ctx.b1,
+        ctx2_w: ctx.w2,
+        ctx2_b: ctx.b2,
         shift1,
         shift2,
         map_freq: map_frequencies(model, data, 64)?,
@@ -145,42 +136,56 @@ pub fn int_params(
 fn anchor_context(
     get: &dyn Fn(&str) -> Result<Vec<f32>, Box<dyn std::error::Error>>,
 ) -> Result<Option<(Vec<IntMlp>, [u32; 2])>, Box<dyn std::error::Error>> {
-    let step = index_step();
     let mut float = Vec::new();
     for k in 1..SLICES {
         let Ok(w1) = get(&format!("actx.{k}.a.weight")) else {
             return Ok(None);
         };
-        let in_index =
-            |v: Vec<f32>| -> Vec<f32> { v.iter().map(|&x| (x as f64 / step) as f32).collect() };
         float.push((
             w1,
             get(&format!("actx.{k}.a.bias"))?,
-            in_index(get(&format!("actx.{k}.b.weight"))?),
-            in_index(get(&format!("actx.{k}.b.bias"))?),
+            in_index(&get(&format!("actx.{k}.b.weight"))?),
+            in_index(&get(&format!("actx.{k}.b.bias"))?),
         ));
     }
     if float.iter().all(|f| f.2.iter().all(|&x| x == 0.0)) {
         return Ok(None);
     }
+    // One pair of shifts for all slices (spec §6.4b).
     let all_w1: Vec<f32> = float.iter().flat_map(|f| f.0.iter().copied()).collect();
     let all_w2: Vec<f32> = float.iter().flat_map(|f| f.2.iter().copied()).collect();
-    let shift1 = exponent_for(&all_w1, HIDDEN_FRAC_BITS, 24);
-    let shift2 = exponent_for(
-        &all_w2,
-        INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS),
-        24,
-    );
+    let shifts = mlp_shifts(&all_w1, &all_w2);
     let nets = float
         .iter()
-        .map(|(w1, b1, w2, b2)| IntMlp {
-            w1: fixed(w1, (1u64 << shift1) as f64),
-            b1: fixed(b1, (1u64 << shift1) as f64),
-            w2: fixed(w2, (1u64 << shift2) as f64),
-            b2: fixed(b2, (1u64 << (shift2 + HIDDEN_FRAC_BITS)) as f64),
-        })
+        .map(|(w1, b1, w2, b2)| fixed_mlp(w1, b1, w2, b2, shifts))
         .collect();
-    Ok(Some((nets, [shift1, shift2])))
+    Ok(Some((nets, shifts)))
+}
+
+/// ln σ values in scale-index units.
+fn in_index(v: &[f32]) -> Vec<f32> {
+    let step = index_step();
+    v.iter().map(|&x| (x as f64 / step) as f32).collect()
+}
+
+/// Fraction bits of a context network's two layers from their weights (the second layer's
+/// already in index units): as many as keep every weight within 13 bits.
+fn mlp_shifts(w1: &[f32], w2: &[f32]) -> [u32; 2] {
+    [
+        exponent_for(w1, HIDDEN_FRAC_BITS, 24),
+        exponent_for(w2, INDEX_FRAC_BITS.saturating_sub(HIDDEN_FRAC_BITS), 24),
+    ]
+}
+
+/// A context network in fixed point (spec §6.4): the first layer ·2^s1, the second ·2^s2,
+/// its bias ·2^(s2 + HIDDEN_FRAC_BITS).
+fn fixed_mlp(w1: &[f32], b1: &[f32], w2: &[f32], b2: &[f32], [s1, s2]: [u32; 2]) -> IntMlp {
+    IntMlp {
+        w1: fixed(w1, (1u64 << s1) as f64),
+        b1: fixed(b1, (1u64 << s1) as f64),
+        w2: fixed(w2, (1u64 << s2) as f64),
+        b2: fixed(b2, (1u64 << (s2 + HIDDEN_FRAC_BITS)) as f64),
+    }
 }
 
 /// Writes the shipped weights file from a checkpoint.
