@@ -375,12 +375,14 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     validate_all(&mut log, step, " (start of run)")?;
     let all_vars: Vec<candle_core::Var> = vm.all_vars();
     let mut clip = GradClip::default();
-    // The entropy-model and rate parameters (scales, gains, importance biases, context net)
-    // live in log units and must travel several units early on: they get a 10x learning rate.
+    // The entropy-model and rate parameters (scales, gains, importance biases, context and
+    // anchor-context nets) live in log units and must travel several units early on: they
+    // get a 10x learning rate.
     let (mut fast, mut slow) = (Vec::new(), Vec::new());
     for (name, var) in vm.data().lock().unwrap().iter() {
-        let entropy =
-            ["base", "log_gain", "map_bias"].contains(&name.as_str()) || name.starts_with("ctx");
+        let entropy = ["base", "log_gain", "map_bias"].contains(&name.as_str())
+            || name.starts_with("ctx")
+            || name.starts_with("actx.");
         if entropy {
             fast.push(var.clone())
         } else {
