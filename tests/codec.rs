@@ -320,26 +320,38 @@ fn a_region_decodes_to_the_same_pixels_as_the_whole() {
 /// The shipped weights carry the anchor context (spec §6.4b). Without it the same weights
 /// code the same latents, so they decode to the same pixels, in more bytes; a file with only
 /// part of it is refused, naming what is missing.
-#[test]
-fn anchor_context_saves_bytes_and_changes_nothing_else() {
+/// The shipped weights file with its tensors filtered by `keep` and then `edit`ed.
+fn shipped_weights_edited(
+    keep: &dyn Fn(&str) -> bool,
+    edit: &dyn Fn(&mut lic::train::export::Tensors),
+) -> Vec<u8> {
     use lic::train::export::{safetensors_bytes, Tensors};
     let st = safetensors::SafeTensors::deserialize(lic::model::weights::EMBEDDED_CW).unwrap();
-    let all: Tensors = st
+    let mut t: Tensors = st
         .tensors()
         .into_iter()
+        .filter(|(n, _)| keep(n))
         .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
         .collect();
-    assert!(all.keys().any(|n| n.starts_with("int.actx.")));
-    let strip = |keep: &dyn Fn(&str) -> bool| -> Vec<u8> {
-        let t: Tensors = all
-            .iter()
-            .filter(|(n, _)| keep(n))
-            .map(|(n, v)| (n.clone(), v.clone()))
-            .collect();
-        safetensors_bytes(&t).unwrap()
-    };
-    let without = Codec::from_weights_bytes(&strip(&|n| !n.starts_with("int.actx."))).unwrap();
-    let with = codec();
+    edit(&mut t);
+    safetensors_bytes(&t).unwrap()
+}
+
+/// The shipped weights without the tensors `drop` names.
+fn shipped_weights_without(drop: &dyn Fn(&str) -> bool) -> Vec<u8> {
+    shipped_weights_edited(&|n| !drop(n), &|_| {})
+}
+
+#[test]
+fn anchor_context_saves_bytes_and_changes_nothing_else() {
+    // Without the reconstruction shrink on both sides: it depends on the scale tables, which
+    // the anchor context changes.
+    let without = Codec::from_weights_bytes(&shipped_weights_without(&|n| {
+        n.starts_with("int.actx.") || n == "int.recon_shrink"
+    }))
+    .unwrap();
+    let with =
+        Codec::from_weights_bytes(&shipped_weights_without(&|n| n == "int.recon_shrink")).unwrap();
     let img = kodak_crop("kodim23.png", 200, 100, 256, 192);
     for q in [0.3, 0.7] {
         let (a, b) = (
@@ -357,10 +369,55 @@ fn anchor_context_saves_bytes_and_changes_nothing_else() {
             without.decode(&b).unwrap().data
         );
     }
-    let partial = Codec::from_weights_bytes(&strip(&|n| n != "int.actx.3.w2"));
+    let partial = Codec::from_weights_bytes(&shipped_weights_without(&|n| n == "int.actx.3.w2"));
     let msg = partial
         .err()
         .expect("partial anchor context accepted")
         .to_string();
     assert!(msg.contains("int.actx.3.w2"), "{msg}");
+}
+
+#[test]
+fn reconstruction_shrink_moves_pixels_not_symbols() {
+    let without =
+        Codec::from_weights_bytes(&shipped_weights_without(&|n| n == "int.recon_shrink")).unwrap();
+    let with = codec();
+    assert_eq!(
+        lic::model::weights::read_int_params(lic::model::weights::EMBEDDED_CW)
+            .unwrap()
+            .recon_shrink,
+        lic::train::export::recon_shrink(),
+        "the shipped shrink is the export formula's"
+    );
+    let img = kodak_crop("kodim05.png", 0, 0, 512, 384);
+    for q in [0.2, 0.5] {
+        let (a, b) = (
+            with.encode(&img, q).unwrap(),
+            without.encode(&img, q).unwrap(),
+        );
+        // The same symbols (only HEAD differs: the weights id).
+        let streams = |f: &[u8]| -> Vec<Vec<u8>> {
+            lic::container::Container::parse(f)
+                .unwrap()
+                .find_all(lic::container::types::CWLT)
+                .into_iter()
+                .map(|s| s.to_vec())
+                .collect()
+        };
+        assert_eq!(streams(&a), streams(&b), "q {q}");
+        let p_with = lic::metrics::psnr(&img.data, &with.decode(&a).unwrap().data);
+        let p_without = lic::metrics::psnr(&img.data, &without.decode(&b).unwrap().data);
+        eprintln!("q {q}: {p_with:.3} dB with the shrink, {p_without:.3} without");
+        assert!(p_with > p_without, "q {q}: {p_with} <= {p_without}");
+    }
+    let short = shipped_weights_edited(&|_| true, &|t| {
+        let v = t.get_mut("int.recon_shrink").unwrap();
+        v.1 = vec![63];
+        v.2.truncate(63 * 4);
+    });
+    let msg = Codec::from_weights_bytes(&short)
+        .err()
+        .expect("a short shrink table accepted")
+        .to_string();
+    assert!(msg.contains("reconstruction shrink"), "{msg}");
 }

@@ -27,7 +27,13 @@ pub struct Latents {
     pub levels: Vec<u8>,
     /// Quantized values `(M, h, w)`; entries a level drops are 0.
     pub values: Vec<i32>,
+    /// The scale table each value was decoded with `(M, h, w)`, [`NO_TABLE`] where none is
+    /// known (not coded, or not decoded: the encoder's latents).
+    pub tables: Vec<u8>,
 }
+
+/// [`Latents::tables`] entry of a value that was not decoded with a table.
+pub const NO_TABLE: u8 = u8::MAX;
 
 impl Latents {
     /// An all-zero grid (level 0 everywhere).
@@ -37,6 +43,7 @@ impl Latents {
             w,
             levels: vec![0; h * w],
             values: vec![0; M * h * w],
+            tables: vec![NO_TABLE; M * h * w],
         }
     }
 
@@ -49,8 +56,9 @@ impl Latents {
             let dst = i * r.w();
             out.levels[dst..dst + r.w()].copy_from_slice(&self.levels[src..src + r.w()]);
             for c in 0..M {
-                out.values[c * m + dst..c * m + dst + r.w()]
-                    .copy_from_slice(&self.values[c * n + src..c * n + src + r.w()]);
+                let (d, s) = (c * m + dst, c * n + src);
+                out.values[d..d + r.w()].copy_from_slice(&self.values[s..s + r.w()]);
+                out.tables[d..d + r.w()].copy_from_slice(&self.tables[s..s + r.w()]);
             }
         }
         out
@@ -64,8 +72,9 @@ impl Latents {
             let s = i * src.w;
             self.levels[dst..dst + src.w].copy_from_slice(&src.levels[s..s + src.w]);
             for c in 0..M {
-                self.values[c * n + dst..c * n + dst + src.w]
-                    .copy_from_slice(&src.values[c * m + s..c * m + s + src.w]);
+                let (d, o) = (c * n + dst, c * m + s);
+                self.values[d..d + src.w].copy_from_slice(&src.values[o..o + src.w]);
+                self.tables[d..d + src.w].copy_from_slice(&src.tables[o..o + src.w]);
             }
         }
     }
@@ -219,6 +228,7 @@ pub fn analyze(weights: &CwWeights, x: &Tensor, q16: u16) -> Result<Latents, Err
         w,
         levels,
         values,
+        tables: vec![NO_TABLE; M * n],
     })
 }
 
@@ -308,14 +318,16 @@ pub fn read_symbols(
     }
     let gain = int.gain_at(q16);
     let mut values = vec![0i32; M * n];
+    let mut tables = vec![NO_TABLE; M * n];
     for k in 0..SLICES {
         let off = int.anchor_offsets(&values, h, w, k);
         for c in slice_start(k)..slice_start(k + 1) {
             for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
                 if c < kept(levels[p]) {
                     let o = anchor_offset(&off, c - slice_start(k), n, p);
-                    values[c * n + p] =
-                        rd.latent(int.scale_index(levels[p] as usize, c, gain[c], o))?;
+                    let idx = int.scale_index(levels[p] as usize, c, gain[c], o);
+                    values[c * n + p] = rd.latent(idx)?;
+                    tables[c * n + p] = idx;
                 }
             }
         }
@@ -326,6 +338,7 @@ pub fn read_symbols(
             if c < kept(levels[p]) {
                 let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
                 values[c * n + p] = rd.latent(idx)?;
+                tables[c * n + p] = idx;
             }
         }
     }
@@ -335,6 +348,7 @@ pub fn read_symbols(
         w,
         levels,
         values,
+        tables,
     })
 }
 
@@ -346,8 +360,17 @@ pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16) -> Result<Vec<u8
     let (lg, _) = model.rate_params(rate_pos(q16))?;
     let gains: Vec<f32> = lg.exp()?.to_vec1()?;
     let n = lat.h * lat.w;
+    let shrink = &weights.int.recon_shrink;
     let y: Vec<f32> = (0..M * n)
-        .map(|k| lat.values[k] as f32 / gains[k / n])
+        .map(|k| {
+            let v = lat.values[k];
+            // Non-zero values move toward zero by their table's shrink (spec §5 step 3).
+            let s = match shrink.get(lat.tables[k] as usize) {
+                Some(&s) if v != 0 => v.signum() as f32 * s as f32 / 65536.0,
+                _ => 0.0,
+            };
+            (v as f32 - s) / gains[k / n]
+        })
         .collect();
     let y = Tensor::from_vec(y, (1, M, lat.h, lat.w), dev)?;
     let x = model.synthesis(&y)?;

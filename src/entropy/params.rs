@@ -14,6 +14,8 @@ pub const INDEX_FRAC_BITS: u32 = 8;
 pub const HIDDEN_FRAC_BITS: u32 = 6;
 /// Largest hidden activation (keeps every product far inside i64).
 pub const HIDDEN_MAX: i64 = 1 << 24;
+/// Largest reconstruction shrink: half a latent step (·2^16).
+pub const RECON_SHRINK_MAX: i32 = 1 << 15;
 /// Number of importance-map contexts: a level average of the causal neighbours, or "none".
 pub const MAP_CONTEXTS: usize = LEVELS + 1;
 
@@ -44,6 +46,9 @@ pub struct IntParams {
     /// Fraction bits of the anchor-context networks' first and second layers (as `shift1`
     /// and `shift2`).
     pub actx_shifts: [u32; 2],
+    /// Reconstruction shrink of each scale table, in 1/2^16 of a latent step (spec §5
+    /// step 3), or none (every coded value reconstructs at its integer).
+    pub recon_shrink: Vec<i32>,
 }
 
 /// A two-layer integer network: `out = (W2·min(max(W1·x + b1, 0) >> (s1 − 6), 2^24) + b2)
@@ -221,6 +226,15 @@ impl IntParams {
             {
                 return Err("anchor-context shifts out of range");
             }
+        }
+        if !self.recon_shrink.is_empty()
+            && (self.recon_shrink.len() != SCALE_COUNT
+                || self
+                    .recon_shrink
+                    .iter()
+                    .any(|&s| !(0..=RECON_SHRINK_MAX).contains(&s)))
+        {
+            return Err("reconstruction shrink needs one value in 0..=32768 per scale table");
         }
         for row in self.map_freq.chunks(LEVELS) {
             if row.iter().any(|&f| f == 0) || row.iter().map(|&f| f as u64).sum::<u64>() != 1 << 16

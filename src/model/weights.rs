@@ -103,7 +103,12 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
             .collect(),
         actx: Vec::new(),
         actx_shifts: [0, 0],
+        recon_shrink: Vec::new(),
     };
+    // Optional too: without it every value reconstructs at its integer.
+    if st.names().iter().any(|n| *n == "int.recon_shrink") {
+        p.recon_shrink = read_i32(&st, "int.recon_shrink")?;
+    }
     // The anchor context is optional: weights from before it code anchors without.
     if st.names().iter().any(|n| n.starts_with("int.actx.")) {
         p.actx_shifts = read_shifts(&st, "int.actx.shifts")?;

@@ -1,0 +1,52 @@
+//! Where the bits go (development aid): table bits of each class of latent symbol (anchors of
+//! each slice, non-anchors) and of the importance map, on images of a folder.
+use lic::codec::cw::{read_symbols, Rect, NO_TABLE};
+use lic::container::{types::CWLT, Container};
+use lic::model::cw::{slice_start, M, SLICES};
+use lic::{Codec, CwWeights, Image};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let bytes = std::fs::read(&args[1]).unwrap();
+    let weights = CwWeights::from_bytes(&bytes).unwrap();
+    let codec = Codec::from_weights_bytes(&bytes).unwrap().with_tile_size(0);
+    let mut files: Vec<_> = std::fs::read_dir(&args[2])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for q in [0.1f32, 0.4, 0.7, 1.0] {
+        // [slice] anchors bits per quincunx half (i even / i odd), then non-anchors
+        let mut a = vec![[0f64; 2]; SLICES];
+        let mut non = 0f64;
+        let mut total_bits = 0f64;
+        for f in &files {
+            let image = Image::open(f).unwrap();
+            let file = codec.encode(&image, q).unwrap();
+            total_bits += file.len() as f64 * 8.0;
+            let parsed = Container::parse(&file).unwrap();
+            let (h, w) = ((image.height as usize).div_ceil(16), (image.width as usize).div_ceil(16));
+            let _ = Rect::grid(h, w);
+            let lat = read_symbols(&weights, parsed.find_all(CWLT)[0], h, w, parsed.header.quality).unwrap();
+            let n = h * w;
+            for c in 0..M {
+                let k = (0..SLICES).rev().find(|&k| c >= slice_start(k)).unwrap();
+                for p in 0..n {
+                    let t = lat.tables[c * n + p];
+                    if t == NO_TABLE { continue; }
+                    let fr = &weights.scales.freqs[t as usize];
+                    let r = weights.scales.support[t as usize];
+                    let v = lat.values[c * n + p];
+                    let s = if v.abs() <= r { (v + r) as usize } else { fr.len() - 1 };
+                    let bits = -(fr[s] as f64 / 65536.0).log2();
+                    let (i, j) = (p / w, p % w);
+                    if (i + j) % 2 == 0 { a[k][i % 2] += bits; } else { non += bits; }
+                }
+            }
+        }
+        let lat_bits: f64 = a.iter().map(|x| x[0] + x[1]).sum::<f64>() + non;
+        print!("q {q}: file {:.0} kbit, latents {:.0} kbit; anchors by slice (even rows | odd rows) %:", total_bits / 1e3, lat_bits / 1e3);
+        for x in &a { print!(" {:.1}|{:.1}", 100.0 * x[0] / lat_bits, 100.0 * x[1] / lat_bits); }
+        println!("; non-anchors {:.1} %", 100.0 * non / lat_bits);
+    }
+}
