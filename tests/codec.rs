@@ -38,11 +38,11 @@ fn psnr_and_size_are_monotone_in_quality() {
         let bpp = bytes.len() as f64 * 8.0 / (256.0 * 192.0);
         eprintln!("q {q}: {bpp:.3} bpp, {psnr:.2} dB");
         // Windows for the shipped weights on this crop (a smooth parrot head): measured
-        // 24.43 dB at q 0 (0.081 bpp) and 36.95 dB at q 1 (1.097 bpp) with weights
-        // 8a9c6797b2efa0e9 (the transform of 40b3e892dd4fe65d, which needed 0.084 and 1.294
-        // bpp for 24.39 and 36.92 dB: the anchor context saves the bytes, the
-        // reconstruction shrink adds the hundredths); raise them as the weights improve.
-        assert!(psnr > 24.0, "q {q}: PSNR {psnr:.2} dB too low");
+        // 21.40 dB at q 0 (0.042 bpp) and 38.60 dB at q 1 (1.407 bpp) with weights
+        // 245f6831b3a4515d (320 latent channels: its -q range reaches lower and higher
+        // rates than the 160-channel 8a9c6797b2efa0e9, which gave 24.43 dB at 0.081 bpp and
+        // 36.95 dB at 1.097); raise them as the weights improve.
+        assert!(psnr > 21.0, "q {q}: PSNR {psnr:.2} dB too low");
         if let Some((b, p)) = last {
             assert!(bytes.len() > b, "q {q}: size not increasing");
             assert!(psnr > p, "q {q}: PSNR not increasing");
@@ -50,7 +50,7 @@ fn psnr_and_size_are_monotone_in_quality() {
         last = Some((bytes.len(), psnr));
     }
     let (_, best) = last.unwrap();
-    assert!(best > 36.5, "q 1: PSNR {best:.2} dB too low");
+    assert!(best > 38.0, "q 1: PSNR {best:.2} dB too low");
 }
 
 #[test]
@@ -261,9 +261,10 @@ fn decoder_memory_depends_on_the_tile_not_the_image() {
     let m = |w, h, t| lic::codec::decode_memory(&header(w, h, t)) as f64;
     // 6000×4000 in the default 768-pixel tiles: well under 1.5 GB, most of it the tile's work.
     assert!(m(6000, 4000, 48) < 1.0e9);
-    // Beyond the per-pixel buffers (3 bytes out, 641/256 bytes of latents), growing the image
-    // adds nothing once it is larger than a tile and its halo.
-    let per_px = 3.0 + 641.0 / 256.0;
+    // Beyond the per-pixel buffers (3 bytes out, (5·M + 1)/256 bytes of latents: values,
+    // their tables, the level), growing the image adds nothing once it is larger than a tile
+    // and its halo.
+    let per_px = 3.0 + (5 * lic::model::cw::M + 1) as f64 / 256.0;
     let extra = m(12000, 8000, 48) - m(6000, 4000, 48);
     assert!((extra - per_px * 72e6).abs() < 1e6, "{extra}");
     // One tile for the whole 6000×4000 image would need far more; the default limits refuse it.

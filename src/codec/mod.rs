@@ -286,7 +286,8 @@ pub fn decode_memory(hd: &Header) -> u64 {
         // resolution, about 110 floats per (padded) pixel, plus the pixels.
         return image + alpha + lh * lw * 256 * 110 * 4;
     }
-    let latents = lh * lw * (M as u64 * 4 + 1);
+    // Per latent: M values (i32) and the M tables they were decoded with (u8), one level.
+    let latents = lh * lw * (M as u64 * 5 + 1);
     // Largest tile with its halo, in latents.
     let side = |n: u64| {
         let t = if hd.tile == 0 {

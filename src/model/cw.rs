@@ -21,7 +21,7 @@ use candle_nn::{Init, VarBuilder};
 use super::layers::{depth_to_space, space_to_depth, Conv, Gdn};
 
 /// Latent channels.
-pub const M: usize = 160;
+pub const M: usize = 320;
 /// Importance levels.
 pub const LEVELS: usize = 20;
 /// Channels switched on per importance level.
@@ -277,6 +277,20 @@ impl CwModel {
             }
         }
         Ok((h.narrow(1, 0, M)?, h.narrow(1, M, 1)?))
+    }
+
+    /// The input of the last analysis convolution, `(B, 512, H/16, W/16)` (net surgery).
+    pub fn analysis_last_input(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = ((x - 0.5)? * 2.0)?;
+        for i in 0..3 {
+            h = self.enc_gdn[i].forward(&self.enc[i].forward(&space_to_depth(&h, 2)?)?)?;
+        }
+        space_to_depth(&h, 2)
+    }
+
+    /// The first synthesis convolution alone, before depth-to-space (net surgery).
+    pub fn synthesis_first(&self, y: &Tensor) -> Result<Tensor> {
+        self.dec[0].forward(y)
     }
 
     /// Synthesis: de-gained latents `(B, M, h, w)` → image `(B, 3, 16h, 16w)` around [0, 1].

@@ -11,6 +11,7 @@ pub mod data;
 pub mod export;
 pub mod pca_init;
 pub mod rnn;
+pub mod widen;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -319,8 +320,19 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     init_fresh(&vm, &dev)?;
     let mut step = 0;
     if let Some(init) = &cfg.init {
-        load_into(&mut vm, init)?;
+        let widened = load_into(&mut vm, init)?;
         writeln!(log, "# initialised from {}", init.display())?;
+        if let Some(w) = widened {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed.wrapping_add(11));
+            writeln!(
+                log,
+                "# widened from {} to {} latent channels",
+                w.old_channels(),
+                crate::model::cw::M
+            )?;
+            let report = w.fill_new_channels(&vm, &model, &ds, &mut rng, 64, 128)?;
+            writeln!(log, "# {report}")?;
+        }
     } else if resume.exists() {
         vm.load(&resume)?;
         step = read_step(&cfg.out);
@@ -481,25 +493,49 @@ pub fn synthesis_of(path: &Path) -> Result<Synthesis, Box<dyn std::error::Error>
 }
 
 /// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
-/// variables that exist in `vm`.
-pub fn load_into(vm: &mut VarMap, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// variables that exist in `vm`. A cw file with fewer latent channels than [`crate::model::cw::M`]
+/// is widened on the way (see [`widen`]), and the widening is returned.
+pub fn load_into(
+    vm: &mut VarMap,
+    path: &Path,
+) -> Result<Option<widen::Widening>, Box<dyn std::error::Error>> {
     let bytes = std::fs::read(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let m_file = st
+        .tensor("log_gain")
+        .ok()
+        .and_then(|v| v.shape().get(1).copied());
+    let widening = match m_file {
+        Some(m) if m != crate::model::cw::M => Some(widen::Widening::new(m).ok_or_else(|| {
+            format!(
+                "{} has {m} latent channels: cannot widen to {}",
+                path.display(),
+                crate::model::cw::M
+            )
+        })?),
+        _ => None,
+    };
     let data = vm.data().lock().unwrap();
     for (name, var) in data.iter() {
-        let Ok(view) = st.tensor(name) else {
-            // Files from before the anchor context: its networks start with zero second
-            // layers (every offset 0), so the loaded model codes exactly as before.
-            if name.starts_with("actx.") {
+        // Files from before the anchor context, and any file being widened (its slices
+        // have other widths): the anchor context starts with zero second layers (every
+        // offset 0), so the loaded model codes exactly as before.
+        let view = match st.tensor(name) {
+            Ok(v) if !(widening.is_some() && name.starts_with("actx.")) => v,
+            _ if name.starts_with("actx.") => {
                 if name.contains(".b.") {
                     var.set(&var.as_tensor().zeros_like()?)?;
                 }
                 continue;
             }
-            return Err(format!("{} lacks {name}", path.display()).into());
+            _ => return Err(format!("{} lacks {name}", path.display()).into()),
         };
-        let t = candle_core::safetensors::Load::load(&view, var.device())?;
-        var.set(&t.to_dtype(DType::F32)?)?;
+        let mut t =
+            candle_core::safetensors::Load::load(&view, var.device())?.to_dtype(DType::F32)?;
+        if let Some(w) = &widening {
+            t = w.apply(name, &t, var.device())?;
+        }
+        var.set(&t)?;
     }
-    Ok(())
+    Ok(widening)
 }

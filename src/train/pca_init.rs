@@ -26,20 +26,20 @@ use crate::model::cw::{CwModel, Synthesis, LEVELS, M};
 use crate::model::layers::space_to_depth;
 
 /// Principal axes of the rows of `v` (n × d).
-struct Pca {
+pub(super) struct Pca {
     /// Mean row (d).
-    mean: Vec<f64>,
+    pub(super) mean: Vec<f64>,
     /// The top k axes as a k × d matrix, by decreasing variance.
-    axes: DMatrix<f64>,
+    pub(super) axes: DMatrix<f64>,
     /// Their variances.
-    var: Vec<f64>,
+    pub(super) var: Vec<f64>,
     /// Total variance of the rows (trace of the covariance).
-    total: f64,
+    pub(super) total: f64,
 }
 
 impl Pca {
     /// `(B, d, h, w)` → `(B, k, h, w)`: the centred blocks projected on the axes (f64).
-    fn project(&self, v: &Tensor) -> candle_core::Result<Tensor> {
+    pub(super) fn project(&self, v: &Tensor) -> candle_core::Result<Tensor> {
         let (b, d, h, w) = v.dims4()?;
         let k = self.axes.nrows();
         let mean = Tensor::from_vec(self.mean.clone(), (1, d, 1, 1), v.device())?;
@@ -52,7 +52,7 @@ impl Pca {
 }
 
 /// The top `k` principal axes of the rows of `v` (n × d).
-fn pca(v: &Tensor, k: usize) -> candle_core::Result<Pca> {
+pub(super) fn pca(v: &Tensor, k: usize) -> candle_core::Result<Pca> {
     let (n, d) = v.dims2()?;
     let v = v.to_dtype(DType::F64)?;
     let mean = (v.sum(0)? / n as f64)?;
@@ -90,7 +90,7 @@ fn pca(v: &Tensor, k: usize) -> candle_core::Result<Pca> {
 }
 
 /// `(B, C, h, w)` → `(B·h·w, C)`.
-fn rows(t: &Tensor) -> candle_core::Result<Tensor> {
+pub(super) fn rows(t: &Tensor) -> candle_core::Result<Tensor> {
     let (b, c, h, w) = t.dims4()?;
     t.permute((0, 2, 3, 1))?
         .contiguous()?
@@ -113,7 +113,7 @@ fn centre_kernel(
     Tensor::from_vec(v, (cout, cin, 3, 3), dev)
 }
 
-fn set(
+pub(super) fn set(
     vars: &std::collections::HashMap<String, Var>,
     name: &str,
     t: Tensor,
