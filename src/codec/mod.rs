@@ -274,8 +274,9 @@ pub fn decode_rnn(
 
 /// An estimate of the peak bytes [`decode`] allocates for a file with this header: the
 /// output image, the alpha plane, the latent grid, and the synthesis of the largest tile.
-/// (Measured for a 6000×4000 RGB file in 768-pixel tiles: 606 MiB estimated, 726 MiB peak
-/// RSS of the whole `lic decode` process, which also holds the weights and the PNG output.)
+/// (Measured for a 6000×4000 RGB file in 768-pixel tiles, 320 channels: 694 MiB estimated,
+/// 748 MB peak RSS of the whole `lic decode` process with mimalloc purging freed memory, which
+/// also holds the weights and the PNG output; 1395 MB with the CLI's default of keeping it.)
 pub fn decode_memory(hd: &Header) -> u64 {
     let (w, h) = (hd.width as u64, hd.height as u64);
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
