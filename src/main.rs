@@ -281,6 +281,27 @@ fn parse_region(s: &str) -> Result<lic::Region, String> {
     }
 }
 
+/// `writeln!` into a `String` (which cannot fail).
+macro_rules! outln {
+    ($t:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($t, $($arg)*);
+    }};
+}
+
+/// Writes a report to stdout. A closed pipe (the reader stopped early, as `head` does) is
+/// not an error.
+fn print_report(text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Encode {
@@ -373,53 +394,65 @@ fn run(cli: Cli) -> Result<(), String> {
             let bytes = read_input(&input)?;
             let info = lic::info(&bytes).map_err(|e| format!("cannot read {input}: {e}"))?;
             let h = &info.header;
-            println!("file:       {input}");
-            println!(
+            // The report is written in one piece: a reader that stops early (`| head`)
+            // closes the pipe, which ends the command quietly instead of panicking in println!.
+            let mut t = String::new();
+            outln!(t, "file:       {input}");
+            outln!(
+                t,
                 "size:       {} bytes, {:.4} bpp",
                 info.file_bytes,
                 info.bpp()
             );
-            println!(
+            outln!(
+                t,
                 "image:      {}x{} {}",
                 h.width,
                 h.height,
                 lic::codec::color_name(h.color)
             );
-            println!("model:      {}", h.model.name());
-            println!("weights:    {}", lic::model::weights::id_hex(&h.weights_id));
-            println!("quality:    {:.4}", h.quality as f64 / 65535.0);
+            outln!(t, "model:      {}", h.model.name());
+            outln!(
+                t,
+                "weights:    {}",
+                lic::model::weights::id_hex(&h.weights_id)
+            );
+            outln!(t, "quality:    {:.4}", h.quality as f64 / 65535.0);
             if h.tile == 0 {
-                println!("tiles:      1");
+                outln!(t, "tiles:      1");
             } else {
                 let side = h.tile as u32 * 16;
-                println!(
+                outln!(
+                    t,
                     "tiles:      {} of {side}x{side} pixels",
                     h.width.div_ceil(side) * h.height.div_ceil(side)
                 );
             }
-            println!(
+            outln!(
+                t,
                 "decoding:   needs about {} MiB",
                 lic::codec::decode_memory(h).div_ceil(1 << 20)
             );
             if !info.complete {
-                println!("warning:    the file is cut short (no DONE chunk)");
+                outln!(t, "warning:    the file is cut short (no DONE chunk)");
             }
-            println!("chunks:");
+            outln!(t, "chunks:");
             let pixels = h.width as f64 * h.height as f64;
             let mut layer = 0;
             for ((name, len), end) in info.chunks.iter().zip(info.chunk_ends()) {
                 if name == "RNLY" {
                     // What a viewer has once this layer has arrived.
                     layer += 1;
-                    println!(
+                    outln!(
+                        t,
                         "  {name}  {len} bytes  layer {layer}: {:.4} bpp so far",
                         end as f64 * 8.0 / pixels
                     );
                 } else {
-                    println!("  {name}  {len} bytes");
+                    outln!(t, "  {name}  {len} bytes");
                 }
             }
-            Ok(())
+            print_report(&t)
         }
         #[cfg(feature = "train")]
         Command::Train {

@@ -425,3 +425,26 @@ fn rnn_files_from_the_command_line() {
         .code(1)
         .stderr(predicate::str::contains("--layers is for rnn files"));
 }
+
+#[test]
+fn info_into_a_closed_pipe_ends_quietly() {
+    // `lic info f | head -1`: the reader may go away before lic writes. The report must not
+    // panic then (println! does on a closed stdout); it ends with status 0, as cat does.
+    let file = format!(
+        "{}/format-spec/golden/rgb-160x112-tile64-q050.lic",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lic"))
+            .args(["info", &file])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
