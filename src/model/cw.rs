@@ -269,13 +269,7 @@ impl CwModel {
     /// Analysis: `x` in [0, 1], `(B, 3, H, W)` with H, W multiples of 16 →
     /// (`y`: `(B, M, H/16, W/16)`, importance logit `(B, 1, H/16, W/16)`).
     pub fn analysis(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let mut h = ((x - 0.5)? * 2.0)?;
-        for i in 0..4 {
-            h = self.enc[i].forward(&space_to_depth(&h, 2)?)?;
-            if i < 3 {
-                h = self.enc_gdn[i].forward(&h)?;
-            }
-        }
+        let h = self.enc[3].forward(&self.analysis_last_input(x)?)?;
         Ok((h.narrow(1, 0, M)?, h.narrow(1, M, 1)?))
     }
 

@@ -139,14 +139,18 @@ pub fn int_params(
 /// to +0.06 dB up to 0.6 bpp, +0.01 at 0.9, 0 above), against 0.35 and 0.65.
 pub const RECON_SHRINK_ALPHA: f64 = 0.5;
 
-/// The reconstruction shrink of every scale table (spec §5 step 3), ·2^16: `α·s(b)` with
-/// `s(b) = ½ − b + 1/(e^(1/b) − 1)`, the distance from a Laplace(0, b) bin [k − ½, k + ½]'s
-/// centre (k ≥ 1) to its centroid.
+/// `s(b) = ½ − b + 1/(e^(1/b) − 1)`: the distance from the centre of a Laplace(0, b) bin
+/// [k − ½, k + ½] (k ≥ 1) to its centroid, toward zero.
+pub fn centroid_shift(b: f64) -> f64 {
+    0.5 - b + 1.0 / ((1.0 / b).exp() - 1.0)
+}
+
+/// The reconstruction shrink of every scale table (spec §5 step 3), ·2^16:
+/// `α·`[`centroid_shift`]`(b_t)`.
 pub fn recon_shrink() -> Vec<i32> {
     (0..crate::model::cw::SCALE_COUNT)
         .map(|t| {
-            let b = crate::entropy::tables::scale_of(t);
-            let s = 0.5 - b + 1.0 / ((1.0 / b).exp() - 1.0);
+            let s = centroid_shift(crate::entropy::tables::scale_of(t));
             (RECON_SHRINK_ALPHA * s * 65536.0).round() as i32
         })
         .collect()

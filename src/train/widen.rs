@@ -84,7 +84,8 @@ impl Widening {
         let g = model.synthesis_first(&y)?.to_device(cpu)?;
         let r = (&f - &g)?;
         let k_new = M - self.m_old;
-        let axes = pca(&rows(&r)?, k_new)?;
+        let r_rows = rows(&r)?;
+        let axes = pca(&r_rows, k_new)?;
         let fr = rows(&f)?.to_dtype(DType::F64)?; // (N, 512)
         let (n, d) = fr.dims2()?;
         let mu_f = (fr.sum(0)? / n as f64)?;
@@ -97,7 +98,7 @@ impl Widening {
             .to_vec1()?;
         let fc = DMatrix::from_row_slice(n, d, &fc); // N×d
         let ynew = &vmat * fc.transpose(); // k×N
-        let rr: Vec<f64> = rows(&r)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let rr: Vec<f64> = r_rows.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let rr = DMatrix::from_row_slice(n, d, &rr);
         let mu_r = rr.row_mean();
         let rc = DMatrix::from_fn(n, d, |i, j| rr[(i, j)] - mu_r[j]);
@@ -164,12 +165,7 @@ impl Widening {
         set(&data, "base", Tensor::from_vec(base, (LEVELS, M), cpu)?)?;
         drop(data);
         let after = psnr(model)?;
-        let missed = axes.total
-            / rows(&f)?
-                .to_dtype(DType::F64)?
-                .var_keepdim(0)?
-                .sum_all()?
-                .to_scalar::<f64>()?;
+        let missed = axes.total / fr.var_keepdim(0)?.sum_all()?.to_scalar::<f64>()?;
         Ok(format!(
             "new channels filled from {crops} crops of {patch}²: the old channels miss {:.4} of the last stage's input variance, the new ones take {:.4} of that; unquantized PSNR {before:.2} -> {after:.2} dB",
             missed,
