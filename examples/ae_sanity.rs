@@ -42,6 +42,7 @@ fn main() -> candle_core::Result<()> {
     let ds = lic::train::data::Dataset::load(
         std::path::Path::new(&std::env::var("DATA").unwrap_or("/tmp/one".into())),
         64,
+        &[],
     )
     .unwrap();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);

@@ -134,6 +134,10 @@ enum Command {
         /// Decay of the weight average saved as OUT/ema.safetensors (cw; 0 = off).
         #[arg(long, default_value_t = 0.995)]
         ema: f64,
+        /// Relative sampling weight KEY=W of a group of training images, repeatable: KEY is
+        /// `grey` (equal channels) or a file-name prefix; matching rules multiply.
+        #[arg(long = "sample-weight", value_name = "KEY=W")]
+        sample_weight: Vec<lic::train::data::SampleWeight>,
         /// Fit only the anchor context of the --init weights, the rest frozen (cw; writes
         /// OUT/ckpt.safetensors whenever validation improves).
         #[arg(long)]
@@ -474,6 +478,7 @@ fn run(cli: Cli) -> Result<(), String> {
             ste,
             pca_init,
             ema,
+            sample_weight,
             anchor_context,
         } => {
             if patch % 16 != 0 || patch == 0 {
@@ -500,6 +505,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 ste,
                 pca_init,
                 ema,
+                sample_weights: sample_weight,
             };
             match model.as_str() {
                 "cw" if anchor_context => lic::train::anchor::train(&cfg),

@@ -24,6 +24,70 @@ pub struct Dataset {
     pub train: Vec<Picture>,
     /// Held-out images.
     pub val: Vec<Picture>,
+    /// Cumulative sampling weights of `train` (the last entry is the total).
+    cumulative: Vec<f64>,
+}
+
+/// A relative sampling weight for the training images that match `key`: `grey` matches
+/// pictures whose three channels are equal everywhere, any other key is a file-name prefix
+/// (`sipi` matches `sipi-002.png`). An image matching several rules gets their product.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleWeight {
+    /// `grey` or a file-name prefix.
+    pub key: String,
+    /// Relative weight (1 = as often as any other image).
+    pub weight: f64,
+}
+
+impl std::str::FromStr for SampleWeight {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (key, w) = s
+            .split_once('=')
+            .ok_or_else(|| format!("sample weight {s:?} is not KEY=WEIGHT"))?;
+        let weight: f64 = w
+            .parse()
+            .map_err(|_| format!("sample weight {s:?}: {w:?} is not a number"))?;
+        if key.is_empty() || !(weight.is_finite() && weight >= 0.0) {
+            return Err(format!(
+                "sample weight {s:?}: needs a key and a weight of at least 0"
+            ));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            weight,
+        })
+    }
+}
+
+impl Picture {
+    /// True when the three channels are equal at every pixel.
+    pub fn is_grey(&self) -> bool {
+        self.rgb
+            .chunks_exact(3)
+            .all(|p| p[0] == p[1] && p[1] == p[2])
+    }
+
+    /// The product of the weights of the rules that match this picture.
+    fn sample_weight(&self, rules: &[SampleWeight]) -> f64 {
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        rules
+            .iter()
+            .filter(|r| {
+                if r.key == "grey" {
+                    self.is_grey()
+                } else {
+                    name.starts_with(&r.key)
+                }
+            })
+            .map(|r| r.weight)
+            .product()
+    }
 }
 
 /// Every 40th image (in name order) is held out for validation.
@@ -61,8 +125,10 @@ pub fn load_picture(path: &Path) -> Result<Picture, String> {
 }
 
 impl Dataset {
-    /// Loads a folder; images smaller than `min_side` are skipped for training.
-    pub fn load(dir: &Path, min_side: usize) -> Result<Self, String> {
+    /// Loads a folder; images smaller than `min_side` are skipped for training. Crops are
+    /// drawn from image i with probability proportional to its weight under `rules`
+    /// (uniformly when there are none).
+    pub fn load(dir: &Path, min_side: usize, rules: &[SampleWeight]) -> Result<Self, String> {
         let files = image_files(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut train = Vec::new();
         let mut val = Vec::new();
@@ -80,7 +146,56 @@ impl Dataset {
                 dir.display()
             ));
         }
-        Ok(Self { train, val })
+        Self::from_pictures(train, val, rules)
+    }
+
+    /// A dataset of pictures already in memory, weighted by `rules`.
+    pub fn from_pictures(
+        train: Vec<Picture>,
+        val: Vec<Picture>,
+        rules: &[SampleWeight],
+    ) -> Result<Self, String> {
+        let mut cumulative = Vec::with_capacity(train.len());
+        let mut total = 0.0;
+        for p in &train {
+            total += p.sample_weight(rules);
+            cumulative.push(total);
+        }
+        if total <= 0.0 {
+            return Err("no training image (or the sample weights leave none)".into());
+        }
+        Ok(Self {
+            train,
+            val,
+            cumulative,
+        })
+    }
+
+    /// The share of crops each training image gets, in `train` order.
+    pub fn sampling_shares(&self) -> Vec<f64> {
+        let total = self.cumulative.last().copied().unwrap_or(1.0);
+        let mut prev = 0.0;
+        self.cumulative
+            .iter()
+            .map(|&c| {
+                let share = (c - prev) / total;
+                prev = c;
+                share
+            })
+            .collect()
+    }
+
+    /// Index of a training image drawn by weight.
+    fn pick(&self, rng: &mut impl Rng) -> usize {
+        let total = *self
+            .cumulative
+            .last()
+            .expect("load keeps at least one image");
+        let u = rng.gen_range(0.0..total);
+        // The first image whose cumulative weight passes u; zero-weight images are never it.
+        self.cumulative
+            .partition_point(|&c| c <= u)
+            .min(self.train.len() - 1)
     }
 
     /// A batch of random `patch`×`patch` crops with random horizontal flips, `(B, 3, P, P)` in [0, 1].
@@ -93,7 +208,7 @@ impl Dataset {
     ) -> candle_core::Result<Tensor> {
         let mut v = vec![0f32; batch * 3 * patch * patch];
         for b in 0..batch {
-            let p = &self.train[rng.gen_range(0..self.train.len())];
+            let p = &self.train[self.pick(rng)];
             let y0 = rng.gen_range(0..=p.height - patch);
             let x0 = rng.gen_range(0..=p.width - patch);
             let flip = rng.gen_bool(0.5);
@@ -126,4 +241,63 @@ pub fn centre_crop(p: &Picture, max: usize, dev: &Device) -> candle_core::Result
         }
     }
     Tensor::from_vec(v, (1, 3, h, w), dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn picture(name: &str, grey: bool) -> Picture {
+        let rgb = (0..16 * 16 * 3)
+            .map(|i| if grey { (i / 3) as u8 } else { i as u8 })
+            .collect();
+        Picture {
+            path: PathBuf::from(name),
+            width: 16,
+            height: 16,
+            rgb,
+        }
+    }
+
+    #[test]
+    fn sample_weights_parse_and_reject() {
+        let w: SampleWeight = "sipi=0.25".parse().unwrap();
+        assert_eq!(
+            w,
+            SampleWeight {
+                key: "sipi".into(),
+                weight: 0.25
+            }
+        );
+        for bad in ["sipi", "=1", "grey=-1", "grey=x", "grey=inf"] {
+            assert!(bad.parse::<SampleWeight>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crops_follow_the_weights() {
+        let rules: Vec<SampleWeight> = ["grey=0.5", "tex=0"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let train = vec![
+            picture("a.png", false),
+            picture("b.png", true),
+            picture("tex-1.png", false),
+        ];
+        let ds = Dataset::from_pictures(train, Vec::new(), &rules).unwrap();
+        assert_eq!(ds.sampling_shares(), vec![2.0 / 3.0, 1.0 / 3.0, 0.0]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut counts = [0usize; 3];
+        for _ in 0..30_000 {
+            counts[ds.pick(&mut rng)] += 1;
+        }
+        assert_eq!(counts[2], 0, "a zero-weight image is never drawn");
+        let share = counts[0] as f64 / 30_000.0;
+        assert!((share - 2.0 / 3.0).abs() < 0.02, "{counts:?}");
+        assert!(
+            Dataset::from_pictures(vec![picture("tex-2.png", true)], Vec::new(), &rules).is_err()
+        );
+    }
 }

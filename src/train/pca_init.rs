@@ -299,10 +299,7 @@ mod tests {
     fn pca_start_reconstructs_smooth_pictures() -> candle_core::Result<()> {
         let dev = Device::Cpu;
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let ds = Dataset {
-            train: pictures(6, 160, &mut rng),
-            val: Vec::new(),
-        };
+        let ds = Dataset::from_pictures(pictures(6, 160, &mut rng), Vec::new(), &[]).unwrap();
         let vm = VarMap::new();
         let model = CwModel::with_synthesis(
             VarBuilder::from_varmap(&vm, DType::F32, &dev),

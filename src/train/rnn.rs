@@ -154,7 +154,7 @@ pub fn export(
     let f16_bytes = export::safetensors_bytes(&bufs)?;
     let vb = VarBuilder::from_slice_safetensors(&f16_bytes, DType::F32, &Device::Cpu)?;
     let model = RnnModel::new(vb)?;
-    let ds = Dataset::load(data, 64)?;
+    let ds = Dataset::load(data, 64, &[])?;
     let mut counts = vec![[0u64; 2]; BIT_CONTEXTS];
     for p in ds.train.iter().take(images) {
         let x = data::centre_crop(p, 256, &Device::Cpu)?;
