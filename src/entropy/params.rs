@@ -327,6 +327,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rate_position_tops_out_where_training_does() {
+        let (index, frac) = rate_position(u16::MAX);
+        let t = index as f64 + frac as f64 / 65535.0;
+        assert!((t - crate::model::cw::T_TOP).abs() < 1e-4, "{t}");
+    }
+
+    #[test]
     fn rate_position_spans_half_a_step_past_the_last_rate_point() {
         assert_eq!(rate_position(0), (0, 0));
         // q16 = 14564: t = 65538, just past the first rate point.

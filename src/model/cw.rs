@@ -118,10 +118,16 @@ pub struct RatePos {
     pub frac: f64,
 }
 
+/// The rate coordinate of `-q 1`: half a step past the last rate point (format-spec §6.2,
+/// `entropy::params::rate_position`). Training covers `[0, T_TOP]`, every coordinate the
+/// codec uses.
+pub const T_TOP: f64 = (RATE_POINTS - 1) as f64 + 0.5;
+
 impl RatePos {
-    /// Position of a continuous rate coordinate `t ∈ [0, RATE_POINTS − 1]`.
+    /// Position of a continuous rate coordinate `t ∈ [0, T_TOP]` (clamped): interpolation
+    /// between rate points, linear extrapolation past the last one.
     pub fn from_t(t: f64) -> Self {
-        let t = t.clamp(0.0, (RATE_POINTS - 1) as f64);
+        let t = t.clamp(0.0, T_TOP);
         let index = (t.floor() as usize).min(RATE_POINTS - 2);
         Self {
             index,

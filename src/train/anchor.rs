@@ -11,7 +11,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
 use super::{data, load_into, open_run, save_atomic, synthesis_of, TrainConfig};
-use crate::model::cw::{laplace_bits, CwModel, RatePos, M, RATE_POINTS};
+use crate::model::cw::{laplace_bits, CwModel, RatePos, M, RATE_POINTS, T_TOP};
 
 /// Training crops coded per batch of the latent pool, and batches in it.
 const POOL_BATCHES: usize = 128;
@@ -71,12 +71,15 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let top = (RATE_POINTS - 1) as f64 + 0.5;
     let t0 = std::time::Instant::now();
     let mut pool = Vec::with_capacity(POOL_BATCHES);
     for _ in 0..POOL_BATCHES {
         let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
-        pool.push(code(&model, &x, RatePos::from_t(rng.gen_range(0.0..top)))?);
+        pool.push(code(
+            &model,
+            &x,
+            RatePos::from_t(rng.gen_range(0.0..T_TOP)),
+        )?);
     }
     let mut val = Vec::new();
     for p in &ds.val {

@@ -2,9 +2,11 @@
 //! which turns a checkpoint into a shipped weights file (f16 transforms + the integer
 //! entropy path).
 //!
-//! Each step draws a rate coordinate t uniformly in [0, RATE_POINTS − 1] (so every `-q`
-//! between the trained points is trained too), and minimizes λ(t)·255²·MSE + bpp, with bpp
-//! the float model's estimate of the coded latents.
+//! Each step draws a rate coordinate t uniformly in [0, T_TOP], every coordinate a `-q`
+//! maps to (between the trained points, and the half step past the last one that the top
+//! of the `-q` range extrapolates to), and minimizes λ(t)·255²·MSE + bpp, with λ(t)
+//! log-linear in t (extrapolated the same way) and bpp the float model's estimate of the
+//! coded latents.
 
 pub mod anchor;
 pub mod data;
@@ -21,7 +23,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
-use crate::model::cw::{CwModel, RatePos, Synthesis, RATE_POINTS};
+use crate::model::cw::{CwModel, RatePos, Synthesis, RATE_POINTS, T_TOP};
 use data::Dataset;
 
 /// Settings of a training run.
@@ -224,25 +226,20 @@ fn save_atomic(vars: &VarMap, out: &Path, name: &str) -> candle_core::Result<()>
     Ok(())
 }
 
-/// Validation on the held-out images: mean PSNR and estimated bpp at each rate point.
+/// Validation on the held-out images: mean PSNR and estimated bpp at each rate point and at
+/// the top of the `-q` range ([`T_TOP`], half a step past the last rate point).
 pub fn validate(
     model: &CwModel,
     ds: &Dataset,
     dev: &Device,
 ) -> candle_core::Result<Vec<(f64, f64)>> {
-    let mut res = vec![(0.0, 0.0); RATE_POINTS];
+    let mut res = vec![(0.0, 0.0); RATE_POINTS + 1];
     for p in &ds.val {
         let x = data::centre_crop(p, 256, dev)?;
         let pixels = x.elem_count() as f64 / 3.0;
         for (r, acc) in res.iter_mut().enumerate() {
-            let out = model.train_forward(
-                &x,
-                RatePos {
-                    index: r.min(RATE_POINTS - 2),
-                    frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 },
-                },
-                true,
-            )?;
+            let t = if r < RATE_POINTS { r as f64 } else { T_TOP };
+            let out = model.train_forward(&x, RatePos::from_t(t), true)?;
             let xh = (out.x_hat.clamp(0f32, 1f32)? * 255.0)?.round()?;
             let mse = (xh - (&x * 255.0)?.round()?)?
                 .sqr()?
@@ -442,7 +439,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     let (mut acc_loss, mut acc_psnr, mut acc_bpp, mut acc_n) = (0.0, 0.0, 0.0, 0);
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
         let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
-        let pos = RatePos::from_t(rng.gen_range(0.0..(RATE_POINTS - 1) as f64));
+        let pos = RatePos::from_t(rng.gen_range(0.0..=T_TOP));
         let out = model.train_forward(&x, pos, cfg.ste)?;
         let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
         let bpp = (&out.bits / (cfg.batch * cfg.patch * cfg.patch) as f64)?;
