@@ -173,11 +173,17 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Writes a result to a file, or to stdout for `-`. As for reports, a reader that closed
+/// the pipe early (`lic decode f.lic - | head -c 100`) chose to stop: not an error.
 fn write_output(path: &str, bytes: &[u8]) -> Result<(), String> {
     if path == "-" {
-        std::io::stdout()
-            .write_all(bytes)
-            .map_err(|e| format!("cannot write standard output: {e}"))
+        let mut out = std::io::stdout().lock();
+        match out.write_all(bytes).and_then(|_| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(format!("cannot write standard output: {e}"))
+            }
+            _ => Ok(()),
+        }
     } else {
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
     }
