@@ -38,11 +38,11 @@ fn psnr_and_size_are_monotone_in_quality() {
         let bpp = bytes.len() as f64 * 8.0 / (256.0 * 192.0);
         eprintln!("q {q}: {bpp:.3} bpp, {psnr:.2} dB");
         // Windows for the shipped weights on this crop (a smooth parrot head): measured
-        // 21.29 dB at q 0 (0.042 bpp) and 38.61 dB at q 1 (1.404 bpp) with weights
-        // 60a12ede0d7d7449 (320 latent channels: its -q range reaches lower and higher
-        // rates than the 160-channel 8a9c6797b2efa0e9, which gave 24.43 dB at 0.081 bpp and
-        // 36.95 dB at 1.097); raise them as the weights improve.
-        assert!(psnr > 21.0, "q {q}: PSNR {psnr:.2} dB too low");
+        // 20.78 dB at q 0 (0.038 bpp) and 38.78 dB at q 1 (1.285 bpp) with weights
+        // 03b9f85c5030c409 (320 latent channels, step 10000: -q 0 now sits at a lower rate
+        // than 60a12ede0d7d7449's 21.29 dB at 0.042 bpp, and -q 1 at a lower rate than its
+        // 38.61 dB at 1.404 bpp); raise them as the weights improve.
+        assert!(psnr > 20.5, "q {q}: PSNR {psnr:.2} dB too low");
         if let Some((b, p)) = last {
             assert!(bytes.len() > b, "q {q}: size not increasing");
             assert!(psnr > p, "q {q}: PSNR not increasing");
