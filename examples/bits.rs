@@ -43,15 +43,7 @@ fn main() {
                     if t == NO_TABLE {
                         continue;
                     }
-                    let fr = &weights.scales.freqs[t as usize];
-                    let r = weights.scales.support[t as usize];
-                    let v = lat.values[c * n + p];
-                    let s = if v.abs() <= r {
-                        (v + r) as usize
-                    } else {
-                        fr.len() - 1
-                    };
-                    let bits = -(fr[s] as f64 / 65536.0).log2();
+                    let bits = weights.scales.table_bits(t as usize, lat.values[c * n + p]);
                     let (i, j) = (p / w, p % w);
                     if (i + j) % 2 == 0 {
                         a[k][i % 2] += bits;

@@ -104,19 +104,11 @@ fn table_bits(
         w,
         parsed.header.quality,
     )?;
-    let mut bits = 0.0;
-    for (&t, &v) in lat.tables.iter().zip(&lat.values) {
-        if t == NO_TABLE {
-            continue;
-        }
-        let fr = &weights.scales.freqs[t as usize];
-        let r = weights.scales.support[t as usize];
-        let s = if v.abs() <= r {
-            (v + r) as usize
-        } else {
-            fr.len() - 1
-        };
-        bits -= (fr[s] as f64 / 65536.0).log2();
-    }
-    Ok(bits)
+    Ok(lat
+        .tables
+        .iter()
+        .zip(&lat.values)
+        .filter(|(&t, _)| t != NO_TABLE)
+        .map(|(&t, &v)| weights.scales.table_bits(t as usize, v))
+        .sum())
 }

@@ -6,6 +6,7 @@
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use lic::codec::cw::levels_from_logits;
+use lic::entropy::params::IntParams;
 use lic::model::cw::{CwModel, RatePos, LEVELS, T_TOP};
 use lic::train::data::{centre_crop, image_files, load_picture, VAL_EVERY};
 
@@ -30,11 +31,7 @@ fn up_left(levels: &[u8], w: usize, i: usize, j: usize) -> (usize, usize) {
 
 /// The shipped scheme: floor average of up and left.
 fn average(levels: &[u8], w: usize, i: usize, j: usize, _t: f64) -> usize {
-    match up_left(levels, w, i, j) {
-        (LEVELS, LEVELS) => LEVELS,
-        (LEVELS, a) | (a, LEVELS) => a,
-        (a, b) => (a + b) / 2,
-    }
+    IntParams::map_context(levels, w, i, j) as usize
 }
 
 fn average_by_rate(levels: &[u8], w: usize, i: usize, j: usize, t: f64) -> usize {

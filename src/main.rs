@@ -173,17 +173,22 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Writes a result to a file, or to stdout for `-`. As for reports, a reader that closed
-/// the pipe early (`lic decode f.lic - | head -c 100`) chose to stop: not an error.
+/// Writes bytes to stdout. A reader that closed the pipe early (`lic info f | head -1`,
+/// `lic decode f.lic - | head -c 100`) chose to stop: not an error.
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes a result to a file, or to stdout for `-`.
 fn write_output(path: &str, bytes: &[u8]) -> Result<(), String> {
     if path == "-" {
-        let mut out = std::io::stdout().lock();
-        match out.write_all(bytes).and_then(|_| out.flush()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                Err(format!("cannot write standard output: {e}"))
-            }
-            _ => Ok(()),
-        }
+        write_stdout(bytes)
     } else {
         std::fs::write(path, bytes).map_err(|e| format!("cannot write {path}: {e}"))
     }
@@ -297,19 +302,6 @@ macro_rules! outln {
         use std::fmt::Write as _;
         let _ = writeln!($t, $($arg)*);
     }};
-}
-
-/// Writes a report to stdout. A closed pipe (the reader stopped early, as `head` does) is
-/// not an error.
-fn print_report(text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("cannot write to stdout: {e}"))
-        }
-        _ => Ok(()),
-    }
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -462,7 +454,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     outln!(t, "  {name}  {len} bytes");
                 }
             }
-            print_report(&t)
+            write_stdout(t.as_bytes())
         }
         #[cfg(feature = "train")]
         Command::Train {

@@ -103,6 +103,18 @@ impl ScaleTables {
             freqs,
         }
     }
+
+    /// −log2 of the probability table `t` gives `value`'s symbol: the escape symbol for a
+    /// value outside the support (whose raw bits come on top, not counted here).
+    pub fn table_bits(&self, t: usize, value: i32) -> f64 {
+        let (freq, r) = (&self.freqs[t], self.support[t]);
+        let s = if value.abs() <= r {
+            (value + r) as usize
+        } else {
+            freq.len() - 1
+        };
+        -(freq[s] as f64 / (1u64 << PRECISION) as f64).log2()
+    }
 }
 
 impl Default for ScaleTables {

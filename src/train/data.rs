@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use rand::distributions::{Distribution, WeightedIndex};
 use rand::Rng;
 
 /// One decoded image.
@@ -24,8 +25,10 @@ pub struct Dataset {
     pub train: Vec<Picture>,
     /// Held-out images.
     pub val: Vec<Picture>,
-    /// Cumulative sampling weights of `train` (the last entry is the total).
-    cumulative: Vec<f64>,
+    /// Sampling weight of each image of `train`.
+    weights: Vec<f64>,
+    /// Draws an index of `train` by weight.
+    index: WeightedIndex<f64>,
 }
 
 /// A relative sampling weight for the training images that match `key`: `grey` matches
@@ -155,47 +158,26 @@ impl Dataset {
         val: Vec<Picture>,
         rules: &[SampleWeight],
     ) -> Result<Self, String> {
-        let mut cumulative = Vec::with_capacity(train.len());
-        let mut total = 0.0;
-        for p in &train {
-            total += p.sample_weight(rules);
-            cumulative.push(total);
-        }
-        if total <= 0.0 {
-            return Err("no training image (or the sample weights leave none)".into());
-        }
+        let weights: Vec<f64> = train.iter().map(|p| p.sample_weight(rules)).collect();
+        let index = WeightedIndex::new(&weights)
+            .map_err(|_| "no training image (or the sample weights leave none)".to_string())?;
         Ok(Self {
             train,
             val,
-            cumulative,
+            weights,
+            index,
         })
     }
 
     /// The share of crops each training image gets, in `train` order.
     pub fn sampling_shares(&self) -> Vec<f64> {
-        let total = self.cumulative.last().copied().unwrap_or(1.0);
-        let mut prev = 0.0;
-        self.cumulative
-            .iter()
-            .map(|&c| {
-                let share = (c - prev) / total;
-                prev = c;
-                share
-            })
-            .collect()
+        let total: f64 = self.weights.iter().sum();
+        self.weights.iter().map(|w| w / total).collect()
     }
 
-    /// Index of a training image drawn by weight.
+    /// Index of a training image drawn by weight (never one of weight 0).
     fn pick(&self, rng: &mut impl Rng) -> usize {
-        let total = *self
-            .cumulative
-            .last()
-            .expect("load keeps at least one image");
-        let u = rng.gen_range(0.0..total);
-        // The first image whose cumulative weight passes u; zero-weight images are never it.
-        self.cumulative
-            .partition_point(|&c| c <= u)
-            .min(self.train.len() - 1)
+        self.index.sample(rng)
     }
 
     /// A batch of random `patch`×`patch` crops with random horizontal flips, `(B, 3, P, P)` in [0, 1].

@@ -65,11 +65,10 @@ fn map_frequencies(
         let (_, _, h, w) = logit.dims4()?;
         let logit: Vec<f32> = logit.flatten_all()?.to_vec1()?;
         for r in 0..RATE_POINTS {
-            let pos = RatePos {
-                index: r.min(RATE_POINTS - 2),
-                frac: if r == RATE_POINTS - 1 { 1.0 } else { 0.0 },
-            };
-            let mb: f32 = model.rate_params(pos)?.1.to_scalar()?;
+            let mb: f32 = model
+                .rate_params(RatePos::from_t(r as f64))?
+                .1
+                .to_scalar()?;
             let levels = levels_from_logits(&logit, mb);
             for i in 0..h {
                 for j in 0..w {
