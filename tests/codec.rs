@@ -38,11 +38,11 @@ fn psnr_and_size_are_monotone_in_quality() {
         let bpp = bytes.len() as f64 * 8.0 / (256.0 * 192.0);
         eprintln!("q {q}: {bpp:.3} bpp, {psnr:.2} dB");
         // Windows for the shipped weights on this crop (a smooth parrot head): measured
-        // 20.78 dB at q 0 (0.038 bpp) and 38.78 dB at q 1 (1.285 bpp) with weights
-        // 03b9f85c5030c409 (320 latent channels, step 10000: -q 0 now sits at a lower rate
-        // than 60a12ede0d7d7449's 21.29 dB at 0.042 bpp, and -q 1 at a lower rate than its
-        // 38.61 dB at 1.404 bpp); raise them as the weights improve.
-        assert!(psnr > 20.5, "q {q}: PSNR {psnr:.2} dB too low");
+        // 19.96 dB at q 0 (0.032 bpp) and 38.78 dB at q 1 (1.285 bpp) with weights
+        // 03b9f85c5030c409 and the encoder's rate-distortion rounding (without it: 20.78 dB
+        // at 0.038 bpp; the rounding moves -q 0 to a lower rate); raise them as the weights
+        // improve.
+        assert!(psnr > 19.5, "q {q}: PSNR {psnr:.2} dB too low");
         if let Some((b, p)) = last {
             assert!(bytes.len() > b, "q {q}: size not increasing");
             assert!(psnr > p, "q {q}: PSNR not increasing");
@@ -318,9 +318,6 @@ fn a_region_decodes_to_the_same_pixels_as_the_whole() {
     }
 }
 
-/// The shipped weights carry the anchor context (spec §6.4b). Without it the same weights
-/// code the same latents, so they decode to the same pixels, in more bytes; a file with only
-/// part of it is refused, naming what is missing.
 /// The shipped weights file with its tensors filtered by `keep` and then `edit`ed.
 fn shipped_weights_edited(
     keep: &dyn Fn(&str) -> bool,
@@ -344,9 +341,11 @@ fn shipped_weights_without(drop: &dyn Fn(&str) -> bool) -> Vec<u8> {
 }
 
 #[test]
-fn anchor_context_saves_bytes_and_changes_nothing_else() {
+fn anchor_context_saves_bytes_at_the_same_quality() {
     // Without the reconstruction shrink on both sides: it depends on the scale tables, which
-    // the anchor context changes.
+    // the anchor context changes. The encoder's rate-distortion rounding depends on them too,
+    // so the two code slightly different symbols: the pixels agree to a small PSNR margin,
+    // not exactly.
     let without = Codec::from_weights_bytes(&shipped_weights_without(&|n| {
         n.starts_with("int.actx.") || n == "int.recon_shrink"
     }))
@@ -365,9 +364,11 @@ fn anchor_context_saves_bytes_and_changes_nothing_else() {
             a.len(),
             b.len()
         );
-        assert_eq!(
-            with.decode(&a).unwrap().data,
-            without.decode(&b).unwrap().data
+        let p_with = lic::metrics::psnr(&img.data, &with.decode(&a).unwrap().data);
+        let p_without = lic::metrics::psnr(&img.data, &without.decode(&b).unwrap().data);
+        assert!(
+            (p_with - p_without).abs() < 0.15,
+            "q {q}: {p_with:.3} dB with, {p_without:.3} without"
         );
     }
     let partial = Codec::from_weights_bytes(&shipped_weights_without(&|n| n == "int.actx.3.w2"));
@@ -380,45 +381,49 @@ fn anchor_context_saves_bytes_and_changes_nothing_else() {
 
 #[test]
 fn reconstruction_shrink_moves_pixels_not_symbols() {
-    let without =
-        Codec::from_weights_bytes(&shipped_weights_without(&|n| n == "int.recon_shrink")).unwrap();
-    let with = codec();
-    assert_eq!(
-        lic::model::weights::read_int_params(lic::model::weights::EMBEDDED_CW)
-            .unwrap()
-            .recon_shrink,
-        lic::train::export::recon_shrink(),
-        "the shipped shrink is the export formula's"
-    );
-    let img = kodak_crop("kodim05.png", 0, 0, 512, 384);
-    for q in [0.2, 0.5] {
-        let (a, b) = (
-            with.encode(&img, q).unwrap(),
-            without.encode(&img, q).unwrap(),
+    // The shipped weights code without a shrink (export::RECON_SHRINK_ALPHA); the format
+    // keeps it (spec §5 step 3), so add the seventh session's α = 0.5 table and synthesize
+    // the same decoded latents with and without it.
+    let shrink = lic::train::export::recon_shrink(0.5);
+    let bytes = i32_le(&shrink);
+    let with = shipped_weights_edited(&|n| n != "int.recon_shrink", &|t| {
+        t.insert(
+            "int.recon_shrink".into(),
+            (safetensors::Dtype::I32, vec![shrink.len()], bytes.clone()),
         );
-        // The same symbols (only HEAD differs: the weights id).
-        let streams = |f: &[u8]| -> Vec<Vec<u8>> {
-            lic::container::Container::parse(f)
-                .unwrap()
-                .find_all(lic::container::types::CWLT)
-                .into_iter()
-                .map(|s| s.to_vec())
-                .collect()
-        };
-        assert_eq!(streams(&a), streams(&b), "q {q}");
-        let p_with = lic::metrics::psnr(&img.data, &with.decode(&a).unwrap().data);
-        let p_without = lic::metrics::psnr(&img.data, &without.decode(&b).unwrap().data);
-        eprintln!("q {q}: {p_with:.3} dB with the shrink, {p_without:.3} without");
-        assert!(p_with > p_without, "q {q}: {p_with} <= {p_without}");
-    }
-    let short = shipped_weights_edited(&|_| true, &|t| {
-        let v = t.get_mut("int.recon_shrink").unwrap();
-        v.1 = vec![63];
-        v.2.truncate(63 * 4);
+    });
+    let with = lic::CwWeights::from_bytes(&with).unwrap();
+    assert_eq!(with.int.recon_shrink, shrink);
+    let without =
+        lic::CwWeights::from_bytes(&shipped_weights_without(&|n| n == "int.recon_shrink")).unwrap();
+    let img = kodak_crop("kodim05.png", 0, 0, 256, 192);
+    let file = codec().encode(&img, 0.4).unwrap();
+    let parsed = lic::container::Container::parse(&file).unwrap();
+    let lat = lic::codec::read_latents(&parsed, &without).unwrap();
+    let q16 = parsed.header.quality;
+    let (a, b) = (
+        lic::codec::cw::synthesize(&with, &lat, q16).unwrap(),
+        lic::codec::cw::synthesize(&without, &lat, q16).unwrap(),
+    );
+    let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    assert!(
+        moved > a.len() / 10,
+        "only {moved} of {} samples moved",
+        a.len()
+    );
+    // A small move: half a centroid shift of the coded values.
+    assert!(lic::metrics::psnr(&a, &b) > 30.0);
+    let short = shipped_weights_edited(&|n| n != "int.recon_shrink", &|t| {
+        let v = (safetensors::Dtype::I32, vec![63], bytes[..63 * 4].to_vec());
+        t.insert("int.recon_shrink".into(), v);
     });
     let msg = Codec::from_weights_bytes(&short)
         .err()
         .expect("a short shrink table accepted")
         .to_string();
     assert!(msg.contains("reconstruction shrink"), "{msg}");
+}
+
+fn i32_le(v: &[i32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
