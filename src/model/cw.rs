@@ -135,6 +135,11 @@ impl RatePos {
         }
     }
 
+    /// The rate coordinate: `index + frac`.
+    pub fn t(&self) -> f64 {
+        self.index as f64 + self.frac
+    }
+
     /// λ at this position (log-linear between rate points).
     pub fn lambda(&self) -> f64 {
         let (a, b) = (LAMBDAS[self.index].ln(), LAMBDAS[self.index + 1].ln());
