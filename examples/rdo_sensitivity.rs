@@ -13,12 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let weights = CwWeights::from_bytes(&std::fs::read(&args[1])?)?;
     let model = &weights.model;
     let dev = Device::Cpu;
-    let chans: Vec<usize> = (0..M).collect();
     let mut table = String::new();
     for t in (0..10).map(|k| k as f64 * 0.5) {
         let (lg, _) = model.rate_params(RatePos::from_t(t))?;
         let g: Vec<f32> = lg.exp()?.to_vec1()?;
-        let mut sens = vec![0f64; chans.len()];
+        let mut sens = vec![0f64; M];
         let mut count = 0;
         for f in &args[2..] {
             let img = image::open(f)?.to_rgb8();
@@ -38,15 +37,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|k| (y[k] * g[k / 64]).round() / g[k / 64])
                 .collect();
             let mut batch = q.clone();
-            for &c in &chans {
+            for c in 0..M {
                 let mut p = q.clone();
                 p[c * 64 + 4 * 8 + 4] += 1.0 / g[c];
                 batch.extend(p);
             }
-            let b = Tensor::from_vec(batch, (chans.len() + 1, M, 8, 8), &dev)?;
+            let b = Tensor::from_vec(batch, (M + 1, M, 8, 8), &dev)?;
             let base = model.synthesis(&b.narrow(0, 0, 1)?)?;
-            for k in (0..chans.len()).step_by(32) {
-                let n = 32.min(chans.len() - k);
+            for k in (0..M).step_by(32) {
+                let n = 32.min(M - k);
                 let out = model.synthesis(&b.narrow(0, k + 1, n)?)?;
                 let d = out
                     .broadcast_sub(&base)?

@@ -377,11 +377,18 @@ impl<'a> RdRounding<'a> {
 
     /// `(x − x̂)² + µ·bits` of coding `x` as `q` with table `idx`.
     fn cost(&self, idx: u8, x: f64, q: i32) -> f64 {
-        let rec = match self.shrink.get(idx as usize) {
-            Some(&s) if q != 0 => q as f64 - q.signum() as f64 * s as f64 / 65536.0,
-            _ => q as f64,
-        };
+        let rec = reconstruction(self.shrink, idx, q);
         (x - rec).powi(2) + self.mu * self.tables.table_bits(idx as usize, q)
+    }
+}
+
+/// What the decoder makes of `v`, decoded with table `table` (spec §5 step 3): a non-zero
+/// value moves toward zero by the table's shrink when the weights have one. Exact in f64
+/// (|v| ≤ 2^20, the shrink in 1/2^16), so one rounding to f32 gives the f32 difference.
+fn reconstruction(shrink: &[i32], table: u8, v: i32) -> f64 {
+    match shrink.get(table as usize) {
+        Some(&s) if v != 0 => v as f64 - v.signum() as f64 * s as f64 / 65536.0,
+        _ => v as f64,
     }
 }
 
@@ -460,15 +467,7 @@ pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16) -> Result<Vec<u8
     let n = lat.h * lat.w;
     let shrink = &weights.int.recon_shrink;
     let y: Vec<f32> = (0..M * n)
-        .map(|k| {
-            let v = lat.values[k];
-            // Non-zero values move toward zero by their table's shrink (spec §5 step 3).
-            let s = match shrink.get(lat.tables[k] as usize) {
-                Some(&s) if v != 0 => v.signum() as f32 * s as f32 / 65536.0,
-                _ => 0.0,
-            };
-            (v as f32 - s) / gains[k / n]
-        })
+        .map(|k| reconstruction(shrink, lat.tables[k], lat.values[k]) as f32 / gains[k / n])
         .collect();
     let y = Tensor::from_vec(y, (1, M, lat.h, lat.w), dev)?;
     let x = model.synthesis(&y)?;
