@@ -16,7 +16,7 @@ use image::error::{
 use image::{ImageDecoder, ImageError, ImageResult};
 
 use crate::container::{self, ColorType, Header};
-use crate::{CwWeights, Error, Limits};
+use crate::{Error, Limits};
 
 /// Largest `.lic` file the decoder reads from a stream (1 GiB): the chunk length limit.
 const MAX_FILE: u64 = container::MAX_CHUNK_LEN as u64;
@@ -103,9 +103,7 @@ impl ImageDecoder for LicDecoder {
     }
 
     fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {
-        let weights = CwWeights::embedded_shared().map_err(|e| to_image_error(e.into()))?;
-        let img =
-            crate::codec::decode(&self.bytes, weights, &self.limits).map_err(to_image_error)?;
+        let img = crate::decode_with_limits(&self.bytes, &self.limits).map_err(to_image_error)?;
         if buf.len() != img.data.len() {
             return Err(ImageError::Decoding(DecodingError::new(
                 hint(),

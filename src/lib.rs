@@ -34,6 +34,7 @@ use std::path::Path;
 pub use codec::{EncodeStats, Region};
 pub use container::{ColorType, FormatError, Header, ModelKind};
 pub use entropy::EntropyError;
+pub use model::store::WeightsStore;
 pub use model::weights::{CwWeights, RnnWeights, WeightsError};
 
 /// Everything that can go wrong in lic, grouped by cause.
@@ -50,7 +51,7 @@ pub enum Error {
     #[error(transparent)]
     Entropy(#[from] EntropyError),
     /// The file was made with weights this decoder does not have.
-    #[error("this file needs weights {needed}, but the loaded weights are {have}; pass the matching file with --weights")]
+    #[error("this file needs weights {needed}, but the weights given are {have}")]
     WrongWeights {
         /// Id the file needs.
         needed: String,
@@ -338,6 +339,8 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
 /// An encoder/decoder with loaded weights.
 pub struct Codec {
     weights: CwWeights,
+    /// Where the weights of files made with other cw weights are found.
+    store: WeightsStore,
     /// rnn weights from a file; `None`: the embedded ones, loaded when first needed.
     rnn: Option<RnnWeights>,
     pub(crate) limits: Limits,
@@ -355,6 +358,7 @@ impl Codec {
     fn on_cw_weights(weights: CwWeights) -> Self {
         Self {
             weights,
+            store: WeightsStore::from_env(),
             rnn: None,
             limits: Limits::default(),
             tile: codec::DEFAULT_TILE,
@@ -397,6 +401,23 @@ impl Codec {
             Some(w) => Ok(w),
             None => Ok(RnnWeights::embedded_shared()?),
         }
+    }
+
+    /// Searches `dir` first for the weights of files made with other cw weights than the
+    /// codec's own (see [`WeightsStore`] for the folders searched anyway).
+    pub fn with_weights_dir(self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.store.add_dir(dir);
+        self
+    }
+
+    /// The cw weights a file's header names: the codec's own, or the set of that id from
+    /// the weights folders.
+    fn cw_weights_for(&self, bytes: &[u8]) -> Result<CwFor<'_>, Error> {
+        let hd = container::read_header(bytes)?;
+        if hd.model != ModelKind::Cw || hd.weights_id == self.weights.id {
+            return Ok(CwFor::Own(&self.weights));
+        }
+        Ok(CwFor::Found(self.store.cw(&hd.weights_id)?))
     }
 
     /// Replaces the decoder limits.
@@ -454,7 +475,7 @@ impl Codec {
     pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
         Ok(match container::read_header(bytes)?.model {
             ModelKind::Rnn => self.decode_layers(bytes, None)?.image,
-            _ => codec::decode(bytes, &self.weights, &self.limits)?,
+            _ => codec::decode(bytes, &*self.cw_weights_for(bytes)?, &self.limits)?,
         })
     }
 
@@ -483,11 +504,39 @@ impl Codec {
         if container::read_header(bytes)?.model == ModelKind::Rnn {
             return codec::crop(&self.decode_layers(bytes, None)?.image, region);
         }
-        codec::decode_region(bytes, &self.weights, &self.limits, region)
+        codec::decode_region(bytes, &*self.cw_weights_for(bytes)?, &self.limits, region)
+    }
+}
+
+/// The cw weights of one file: the codec's own or a set found by id.
+enum CwFor<'a> {
+    Own(&'a CwWeights),
+    Found(std::sync::Arc<CwWeights>),
+}
+
+impl std::ops::Deref for CwFor<'_> {
+    type Target = CwWeights;
+    fn deref(&self) -> &CwWeights {
+        match self {
+            CwFor::Own(w) => w,
+            CwFor::Found(w) => w,
+        }
     }
 }
 
 /// Decodes a `.lic` file with the embedded weights.
 pub fn decode(bytes: &[u8]) -> Result<Image, Error> {
-    codec::decode(bytes, CwWeights::embedded_shared()?, &Limits::default())
+    decode_with_limits(bytes, &Limits::default())
+}
+
+/// Decodes a `.lic` file within `limits`, with the weights its header names: the embedded
+/// ones, or a shipped set found by [`WeightsStore::global`].
+pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Image, Error> {
+    let hd = container::read_header(bytes)?;
+    let weights = match hd.model {
+        ModelKind::Cw => WeightsStore::global().cw(&hd.weights_id)?,
+        // rnn files are decoded with the embedded rnn weights; the cw weights go unused.
+        _ => return codec::decode(bytes, CwWeights::embedded_shared()?, limits),
+    };
+    codec::decode(bytes, &weights, limits)
 }

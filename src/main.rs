@@ -70,6 +70,11 @@ enum Command {
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Folder searched first for the weights of files made with other weights than the
+        /// embedded ones (cw-ID.safetensors; LIC_WEIGHTS_PATH and ~/.local/share/lic/weights
+        /// are searched too).
+        #[arg(long, value_name = "DIR")]
+        weights_dir: Option<PathBuf>,
     },
     /// Describe a .lic file without decoding it.
     Info {
@@ -350,10 +355,14 @@ fn run(cli: Cli) -> Result<(), String> {
             region,
             layers,
             weights,
+            weights_dir,
         } => {
             let out = output_name(output, out_flag, "output file")?;
             let bytes = read_input(&input)?;
-            let codec = codec(&weights)?;
+            let mut codec = codec(&weights)?;
+            if let Some(d) = weights_dir {
+                codec = codec.with_weights_dir(d);
+            }
             let header = lic::container::read_header(&bytes)
                 .map_err(|e| format!("cannot decode {input}: {e}"))?;
             if layers.is_some() && header.model != lic::ModelKind::Rnn {

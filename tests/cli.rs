@@ -454,3 +454,63 @@ fn info_and_decode_into_a_closed_pipe_end_quietly() {
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
 }
+
+/// A file made with earlier shipped weights decodes when their file is in a weights folder
+/// (`--weights-dir` or `LIC_WEIGHTS_PATH`), and without it the error names the id and the
+/// commit that shipped them.
+#[test]
+fn files_of_earlier_weights_decode_from_a_weights_folder() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let prev = root.join("format-spec/golden/previous");
+    let gen = std::fs::read_dir(&prev)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let id = gen.file_name().unwrap().to_string_lossy().into_owned();
+    let file = gen.join("rgb-64x48-q030.lic");
+    let row = lic::model::store::shipped()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap();
+    let weights = std::process::Command::new("git")
+        .args(["show", &format!("{}:weights/cw.safetensors", row.commit)])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(weights.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join(format!("cw-{id}.safetensors")), &weights.stdout).unwrap();
+    let out = dir.path().join("a.png");
+    lic()
+        .args(["decode", file.to_str().unwrap(), out.to_str().unwrap()])
+        .args(["--weights-dir", store.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(image::open(&out).unwrap().width(), 64);
+    lic()
+        .args(["decode", file.to_str().unwrap(), out.to_str().unwrap()])
+        .env("LIC_WEIGHTS_PATH", &store)
+        .assert()
+        .success();
+    // Found nowhere (the source tree's archive, when `scripts/archive-weights.sh` filled it,
+    // or the user's data folder would hold it).
+    let home = dir.path().join("home");
+    if !root.join("weights/archive").exists() {
+        lic()
+            .args(["decode", file.to_str().unwrap(), out.to_str().unwrap()])
+            .env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("LIC_WEIGHTS_PATH")
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains(&id)
+                    .and(predicate::str::contains(&row.commit))
+                    .and(predicate::str::contains("LIC_WEIGHTS_PATH")),
+            );
+    }
+}

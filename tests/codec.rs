@@ -149,6 +149,15 @@ fn damaged_files_give_typed_errors() {
     lic::container::write_chunk(&mut fixed, lic::container::types::HEAD, &hd.to_bytes());
     fixed.extend_from_slice(&bytes[8 + 12 + lic::container::HEAD_LEN..]);
     match codec.decode(&fixed).unwrap_err() {
+        Error::Weights(lic::WeightsError::NotFound { id, shipped, .. }) => {
+            assert_eq!(id, "0909090909090909");
+            assert!(shipped.is_none());
+        }
+        e => panic!("unexpected {e}"),
+    }
+    // The decoder given explicit weights says which it needs and which it has.
+    let weights = lic::CwWeights::embedded().unwrap();
+    match lic::codec::decode(&fixed, &weights, &lic::Limits::default()).unwrap_err() {
         Error::WrongWeights { needed, have } => {
             assert_eq!(needed, "0909090909090909");
             assert_eq!(have, codec.weights_id());

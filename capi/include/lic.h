@@ -59,6 +59,13 @@ int lic_decode_rgba8(const uint8_t *data, size_t len, const LicLimits *limits,
 int lic_decode(const uint8_t *data, size_t len, const LicLimits *limits, uint8_t **pixels,
                size_t *out_len, uint32_t *width, uint32_t *height, uint32_t *channels);
 
+/*
+ * Adds a folder, searched first, for the weights of files made with other weights than the
+ * embedded ones (files named cw-ID.safetensors). LIC_WEIGHTS_PATH and the user's data folder
+ * are searched anyway.
+ */
+int lic_add_weights_dir(const char *path);
+
 /* Releases pixels returned by a decode function. NULL is ignored. */
 void lic_free(uint8_t *pixels, size_t len);
 

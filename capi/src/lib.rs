@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use lic::{ColorType, CwWeights, Error, Limits};
+use lic::{ColorType, Error, Limits, WeightsStore};
 
 /// Success.
 pub const LIC_OK: i32 = 0;
@@ -93,10 +93,6 @@ fn guard(f: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
 
 fn lic_err(e: Error) -> (i32, String) {
     (status_of(&e), e.to_string())
-}
-
-fn weights() -> Result<&'static CwWeights, (i32, String)> {
-    CwWeights::embedded_shared().map_err(|e| (LIC_ERR_WEIGHTS, e.to_string()))
 }
 
 /// # Safety
@@ -193,7 +189,7 @@ pub unsafe extern "C" fn lic_decode(
         {
             return Err((LIC_ERR_ARGUMENT, "an output pointer is NULL".into()));
         }
-        let img = lic::codec::decode(bytes, weights()?, &limits_of(limits)).map_err(lic_err)?;
+        let img = lic::decode_with_limits(bytes, &limits_of(limits)).map_err(lic_err)?;
         // SAFETY: all checked non-null; the caller promises they are writable.
         unsafe {
             *width = img.width;
@@ -225,7 +221,7 @@ pub unsafe extern "C" fn lic_decode_rgba8(
         if pixels.is_null() || width.is_null() || height.is_null() {
             return Err((LIC_ERR_ARGUMENT, "an output pointer is NULL".into()));
         }
-        let img = lic::codec::decode(bytes, weights()?, &limits_of(limits)).map_err(lic_err)?;
+        let img = lic::decode_with_limits(bytes, &limits_of(limits)).map_err(lic_err)?;
         let n = img.width as usize * img.height as usize;
         let mut rgba = Vec::new();
         rgba.try_reserve_exact(n * 4)
@@ -249,6 +245,28 @@ pub unsafe extern "C" fn lic_decode_rgba8(
             *height = img.height;
             *pixels = hand_out(rgba);
         }
+        Ok(())
+    })
+}
+
+/// Adds a folder, searched first, for the weights of files made with other weights than the
+/// embedded ones (`cw-ID.safetensors`); `LIC_WEIGHTS_PATH` and the user's data folder are
+/// searched anyway.
+///
+/// # Safety
+/// `path` must be null (refused) or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn lic_add_weights_dir(path: *const c_char) -> i32 {
+    guard(|| {
+        if path.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "path is NULL".into()));
+        }
+        // SAFETY: the caller promises a NUL-terminated string.
+        let c = unsafe { std::ffi::CStr::from_ptr(path) };
+        let dir = c
+            .to_str()
+            .map_err(|_| (LIC_ERR_ARGUMENT, "path is not UTF-8".to_string()))?;
+        WeightsStore::global().add_dir(dir);
         Ok(())
     })
 }

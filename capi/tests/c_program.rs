@@ -1,11 +1,10 @@
 //! Compiles `decode_golden.c` with the system C compiler against the cdylib, decodes every
 //! golden vector through the C ABI, and checks the pixels: the program's FNV-1a hash must be
-//! that of the pixels whose SHA-256 `format-spec/golden/EXPECTED.txt` records.
+//! that of the Rust decoder's pixels of the same file (`tests/golden.rs` checks those against
+//! the reference).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use sha2::{Digest, Sha256};
 
 fn fnv1a(p: &[u8]) -> u64 {
     p.iter().fold(0xcbf29ce484222325u64, |h, &b| {
@@ -51,12 +50,6 @@ fn c_program_decodes_the_golden_vectors() {
         let f: Vec<&str> = line.split_whitespace().collect();
         let bytes = std::fs::read(golden.join(f[0])).unwrap();
         let img = lic::decode(&bytes).unwrap();
-        assert_eq!(
-            hex(&Sha256::digest(&img.data)),
-            f[2],
-            "{}: Rust decode",
-            f[0]
-        );
         let out = Command::new(&prog)
             .arg(golden.join(f[0]))
             .env("LD_LIBRARY_PATH", &lib)
@@ -79,10 +72,6 @@ fn c_program_decodes_the_golden_vectors() {
         checked += 1;
     }
     assert_eq!(checked, 4);
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn tempfile_dir() -> PathBuf {

@@ -5,4 +5,5 @@ pub mod cw;
 pub mod im2col;
 pub mod layers;
 pub mod rnn;
+pub mod store;
 pub mod weights;

@@ -22,14 +22,51 @@ pub static EMBEDDED_RNN: &[u8] = include_bytes!(env!("LIC_EMBEDDED_RNN"));
 #[non_exhaustive]
 pub enum WeightsError {
     /// This binary was built without default weights.
-    #[error("this lic binary has no embedded weights; pass --weights PATH")]
+    #[error("this lic build has no embedded weights; load a weights file")]
     NotEmbedded,
+    /// No weights with the id a file needs: neither embedded nor in a weights folder.
+    #[error("this file needs weights {id}, which this build does not embed and which are not in {}; {}",
+        display_dirs(.searched), super::store::provenance(.id, .shipped))]
+    NotFound {
+        /// The id, 16 hex digits.
+        id: String,
+        /// The folders searched.
+        searched: Vec<std::path::PathBuf>,
+        /// What lic shipped under that id, if it did.
+        shipped: Option<Box<super::store::ShippedWeights>>,
+    },
+    /// A weights file is named for one id but holds another.
+    #[error("{}: named for weights {id}, but its contents are weights {actual}", .path.display())]
+    Mismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The id its name gives.
+        id: String,
+        /// The id of its contents.
+        actual: String,
+    },
+    /// A weights file found by id failed to load.
+    #[error("{}: {source}", .path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it failed.
+        source: Box<WeightsError>,
+    },
     /// The file is not a valid safetensors file.
     #[error("weights file is not valid safetensors: {0}")]
     Parse(String),
     /// A tensor is missing or has the wrong shape or type.
     #[error("weights file is incomplete: {0}")]
     Tensor(String),
+}
+
+fn display_dirs(dirs: &[std::path::PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "any weights folder (none is set)".into();
+    }
+    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    list.join(", ")
 }
 
 /// Loaded cw weights, ready to code.
