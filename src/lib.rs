@@ -66,6 +66,16 @@ pub enum Error {
         "quality {0} is out of range: -q takes a value from 0 (smallest file) to 1 (best picture)"
     )]
     Quality(f32),
+    /// The image is over the limits a decoder applies, so the encoder does not write it.
+    #[error("image of {width}x{height} exceeds the decoder limits ({what}); a decoder with those limits would refuse the file")]
+    EncodeLimits {
+        /// Width of the image.
+        width: u32,
+        /// Height of the image.
+        height: u32,
+        /// Which limit.
+        what: &'static str,
+    },
     /// The image exceeds the decoder's limits.
     #[error("image of {width}x{height} exceeds the limits ({what})")]
     Limits {
@@ -181,12 +191,14 @@ impl Image {
     }
 }
 
-/// Decoder limits, checked against the header before anything is allocated.
+/// Decoder limits, checked against the header before anything is allocated. The encoder
+/// checks the same limits, so that what it writes decodes under them.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Largest width (default 16384).
+    /// Largest width (default 65536, the format's limit: a panorama is no risk as such; the
+    /// pixel count and memory bound the work).
     pub max_width: u32,
-    /// Largest height (default 16384).
+    /// Largest height (default 65536).
     pub max_height: u32,
     /// Largest pixel count (default 64 Mpx).
     pub max_pixels: u64,
@@ -198,8 +210,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_width: 16384,
-            max_height: 16384,
+            max_width: container::MAX_DIMENSION,
+            max_height: container::MAX_DIMENSION,
             max_pixels: 64 << 20,
             max_memory: 2 << 30,
         }
@@ -207,6 +219,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// No limits beyond the format's own.
+    pub fn none() -> Self {
+        Self {
+            max_width: u32::MAX,
+            max_height: u32::MAX,
+            max_pixels: u64::MAX,
+            max_memory: u64::MAX,
+        }
+    }
+
     /// Checks a header against the limits: dimensions, pixel count, and the decoder's memory
     /// estimate.
     pub fn check(&self, header: &Header) -> Result<(), Error> {
@@ -420,7 +442,8 @@ impl Codec {
         Ok(CwFor::Found(self.store.cw(&hd.weights_id)?))
     }
 
-    /// Replaces the decoder limits.
+    /// Replaces the limits (default [`Limits::default`]): the decoder refuses files over
+    /// them, and the encoder refuses to write a file that a decoder with them would refuse.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -465,6 +488,27 @@ impl Codec {
         q: f32,
         meta: &Metadata,
     ) -> Result<(Vec<u8>, EncodeStats), Error> {
+        img.check()?;
+        let header = Header {
+            width: img.width,
+            height: img.height,
+            color: img.color,
+            model: self.model,
+            weights_id: self.weights.id,
+            quality: codec::quality_to_q16(q)?,
+            tile: match self.model {
+                ModelKind::Cw => codec::tile_field(self.tile, img.width, img.height)?,
+                _ => 0,
+            },
+        };
+        // The encoder's own working memory grows like the decoder's, so this also bounds it.
+        if let Err(Error::Limits { what, .. }) = self.limits.check(&header) {
+            return Err(Error::EncodeLimits {
+                width: img.width,
+                height: img.height,
+                what,
+            });
+        }
         match self.model {
             ModelKind::Cw => codec::encode(img, q, self.tile, &self.weights, meta),
             ModelKind::Rnn => codec::encode_rnn(img, q, self.rnn_weights()?, meta),

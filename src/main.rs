@@ -50,6 +50,10 @@ enum Command {
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// Write images over the decoder's default limits (64 Mpx, 2 GiB of decoder memory);
+        /// decoding them then needs --no-limits too.
+        #[arg(long)]
+        no_limits: bool,
     },
     /// Decode a .lic file; the output format follows the extension (- writes PNG to stdout).
     Decode {
@@ -75,6 +79,10 @@ enum Command {
         /// are searched too).
         #[arg(long, value_name = "DIR")]
         weights_dir: Option<PathBuf>,
+        /// Decode whatever the format allows, ignoring the default limits (64 Mpx, 2 GiB of
+        /// estimated decoder memory).
+        #[arg(long)]
+        no_limits: bool,
     },
     /// Describe a .lic file without decoding it.
     Info {
@@ -319,6 +327,7 @@ fn run(cli: Cli) -> Result<(), String> {
             tile,
             model,
             weights,
+            no_limits,
         } => {
             let model = match model.as_deref() {
                 None => None,
@@ -340,6 +349,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 );
             }
             let mut codec = codec(&weights)?.with_tile_size(tile);
+            if no_limits {
+                codec = codec.with_limits(lic::Limits::none());
+            }
             if let Some(m) = model {
                 codec = codec.with_model(m);
             }
@@ -356,12 +368,16 @@ fn run(cli: Cli) -> Result<(), String> {
             layers,
             weights,
             weights_dir,
+            no_limits,
         } => {
             let out = output_name(output, out_flag, "output file")?;
             let bytes = read_input(&input)?;
             let mut codec = codec(&weights)?;
             if let Some(d) = weights_dir {
                 codec = codec.with_weights_dir(d);
+            }
+            if no_limits {
+                codec = codec.with_limits(lic::Limits::none());
             }
             let header = lic::container::read_header(&bytes)
                 .map_err(|e| format!("cannot decode {input}: {e}"))?;

@@ -514,3 +514,46 @@ fn files_of_earlier_weights_decode_from_a_weights_folder() {
             );
     }
 }
+
+/// What the encoder writes, the decoder reads with its defaults: a 17000-pixel-wide strip
+/// (past the old 16384 width limit) encodes and decodes; `--no-limits` is accepted by both.
+#[test]
+fn a_wide_panorama_encodes_and_decodes_with_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("wide.png");
+    image::RgbImage::from_fn(17000, 16, |x, y| {
+        image::Rgb([(x % 251) as u8, (y * 9) as u8, 90])
+    })
+    .save(&png)
+    .unwrap();
+    let (lic_file, out) = (dir.path().join("wide.lic"), dir.path().join("out.png"));
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0",
+            lic_file.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    lic()
+        .args(["decode", lic_file.to_str().unwrap(), out.to_str().unwrap()])
+        .assert()
+        .success();
+    assert_eq!(image::open(&out).unwrap().width(), 17000);
+    lic()
+        .args([
+            "decode",
+            lic_file.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--no-limits",
+        ])
+        .assert()
+        .success();
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "0", "--no-limits"])
+        .arg(lic_file.to_str().unwrap())
+        .assert()
+        .success();
+}

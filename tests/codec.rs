@@ -254,6 +254,32 @@ fn tiling_errors_are_typed() {
         tight.decode(&bytes).unwrap_err(),
         Error::Limits { .. }
     ));
+    // The encoder holds the same limits: it does not write what they would refuse.
+    let img = lic::Image {
+        width: 40,
+        height: 30,
+        color: ColorType::Rgb,
+        data: vec![128; 40 * 30 * 3],
+    };
+    let small = codec().with_limits(lic::Limits {
+        max_pixels: 40 * 30 - 1,
+        ..lic::Limits::default()
+    });
+    assert!(matches!(
+        small.encode(&img, 0.5).unwrap_err(),
+        Error::EncodeLimits {
+            what: "pixel count",
+            ..
+        }
+    ));
+    let file = codec()
+        .with_limits(lic::Limits {
+            max_pixels: 40 * 30,
+            ..lic::Limits::default()
+        })
+        .encode(&img, 0.5)
+        .unwrap();
+    assert!(small.decode(&file).is_err() && codec().decode(&file).is_ok());
 }
 
 #[test]
