@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let out = model.train_forward(&x, pos, true)?;
         let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
         let bpp = (&out.bits / (8 * 128 * 128) as f64)?;
-        let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + &bpp)?;
+        let loss = ((&mse * (lic::model::cw::lambda(pos) * 255.0 * 255.0))? + &bpp)?;
         let grads = loss.backward()?;
         let mut sq = 0.0f64;
         let mut by_name = Vec::new();
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let m = mse.to_scalar::<f32>()? as f64;
         println!(
             "t {t:.2}: lambda {:.4} psnr {:.2} bpp {:.3} loss {:.3} gnorm {:.2}",
-            pos.lambda(),
+            lic::model::cw::lambda(pos),
             10.0 * (1.0 / m).log10(),
             bpp.to_scalar::<f32>()?,
             loss.to_scalar::<f32>()?,

@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f) as usize];
         println!(
             "t {t}: λ {:.2e} quantiles 10/50/90 % {:.1} {:.1} {:.1}; by channel: {}",
-            RatePos::from_t(t).lambda(),
+            lic::model::cw::lambda(RatePos::from_t(t)),
             q(0.1),
             q(0.5),
             q(0.9),

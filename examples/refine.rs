@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     lic::train::load_into(&mut vm, path)?;
     let pos = lic::codec::cw::rate_pos((q * 65535.0).round() as u16);
-    let lambda = pos.lambda() * 255.0 * 255.0;
+    let lambda = lic::model::cw::lambda(pos) * 255.0 * 255.0;
     let (mut b0, mut p0, mut b1, mut p1) = (0.0, 0.0, 0.0, 0.0);
     for f in &args[6..] {
         let pic = lic::train::data::load_picture(std::path::Path::new(f))?;

@@ -19,8 +19,12 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
-pub mod container;
-pub mod entropy;
+/// The entropy layer (the `lic-entropy` crate).
+pub use lic_entropy as entropy;
+/// The `.lic` container (the `lic-format` crate).
+pub use lic_format::container;
+/// The format's architecture constants and the quality knob (the `lic-format` crate).
+pub use lic_format::{arch, rate};
 #[cfg(feature = "image-integration")]
 pub mod image_integration;
 pub mod metrics;
@@ -36,6 +40,7 @@ pub use container::{ColorType, FormatError, Header, ModelKind};
 pub use entropy::EntropyError;
 pub use model::store::WeightsStore;
 pub use model::weights::{CwWeights, RnnWeights, WeightsError};
+pub use rate::Quality;
 
 /// Everything that can go wrong in lic, grouped by cause.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +67,8 @@ pub enum Error {
     #[error(transparent)]
     Weights(#[from] WeightsError),
     /// The quality is outside [0, 1].
-    #[error(
-        "quality {0} is out of range: -q takes a value from 0 (smallest file) to 1 (best picture)"
-    )]
-    Quality(f32),
+    #[error(transparent)]
+    Quality(#[from] rate::QualityError),
     /// The image is over the limits a decoder applies, so the encoder does not write it.
     #[error("image of {width}x{height} exceeds the decoder limits ({what}); a decoder with those limits would refuse the file")]
     EncodeLimits {
@@ -512,6 +515,7 @@ impl Codec {
         match self.model {
             ModelKind::Cw => codec::encode(img, q, self.tile, &self.weights, meta),
             ModelKind::Rnn => codec::encode_rnn(img, q, self.rnn_weights()?, meta),
+            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
         }
     }
 

@@ -11,7 +11,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::entropy::params::{rate_position, IntParams};
+use crate::entropy::params::IntParams;
 use crate::entropy::{SymbolReader, SymbolWriter};
 use crate::model::cw::{slice_start, RatePos, CH_PER_LEVEL, LEVELS, M, SLICES, STRIDE, T_TOP};
 use crate::model::weights::CwWeights;
@@ -107,14 +107,9 @@ fn copy_planes<T: Copy>(
     }
 }
 
-/// Rate coordinate of a quality: t = q16·TOP_HALF_STEPS/(2·65535), matching the integer
-/// interpolation (and extrapolation) of [`rate_position`].
+/// Rate coordinate of a quality (see [`RatePos::from_q16`]).
 pub fn rate_pos(q16: u16) -> RatePos {
-    let (index, frac) = rate_position(q16);
-    RatePos {
-        index,
-        frac: frac as f64 / 65535.0,
-    }
+    RatePos::from_q16(q16)
 }
 
 /// Latent rows and columns of context on each side of a tile that the analysis and the

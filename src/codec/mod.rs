@@ -35,10 +35,7 @@ pub struct EncodeStats {
 
 /// Maps a quality in [0, 1] to the 16-bit value stored in HEAD.
 pub fn quality_to_q16(q: f32) -> Result<u16, Error> {
-    if !(0.0..=1.0).contains(&q) || q.is_nan() {
-        return Err(Error::Quality(q));
-    }
-    Ok((q * 65535.0).round() as u16)
+    Ok(crate::Quality::new(q)?.q16())
 }
 
 /// Interleaved RGB8 of an image (grey replicated, alpha dropped).

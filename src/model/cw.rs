@@ -20,70 +20,8 @@ use candle_nn::{Init, VarBuilder};
 
 use super::layers::{depth_to_space, space_to_depth, Conv, Gdn};
 
-/// Latent channels.
-pub const M: usize = 320;
-/// Importance levels.
-pub const LEVELS: usize = 20;
-/// Channels switched on per importance level.
-pub const CH_PER_LEVEL: usize = M / LEVELS;
-/// Trained rate points (the `-q` range interpolates between them).
-pub const RATE_POINTS: usize = 5;
-/// Rate-distortion trade-off of each rate point: loss = λ·255²·MSE + bpp.
-///
-/// Log-evenly spaced from 3e-5 to 0.04 (×6.04 per point). The first weights used
-/// 0.0016..0.10; with the PCA start the model reached 0.47–2.34 bpp on Kodak with those, and
-/// 0.18–1.90 bpp with 1e-4..0.04, short of the 0.12 bpp the `-q` range must reach. Raising the
-/// top point to 0.06 (steps 3380–4130) made validation worse at every rate point within 600
-/// steps, so it stays at 0.04; the top of the `-q` range (1.31 bpp on Kodak, short of 1.5)
-/// needs another remedy.
-pub const LAMBDAS: [f64; RATE_POINTS] = [3e-5, 1.81e-4, 1.095e-3, 6.61e-3, 0.04];
-/// Hidden width of the context network.
-pub const CTX_HIDDEN: usize = 64;
-/// Anchor values are clipped to ±CTX_CLIP before they enter the context network.
-pub const CTX_CLIP: i32 = 15;
-/// Number of context-network inputs: 4 neighbours × (value, |value|) × M.
-pub const CTX_IN: usize = 8 * M;
-/// Channel slices of the anchor context, as importance-level boundaries: slice k holds the
-/// channels of levels `SLICE_LEVELS[k]..SLICE_LEVELS[k + 1]`. Uneven, because low rates
-/// keep only the first levels' channels.
-pub const SLICE_LEVELS: [usize; 6] = [0, 1, 2, 4, 8, LEVELS];
-/// Number of anchor-context slices (slice 0 has no context).
-pub const SLICES: usize = SLICE_LEVELS.len() - 1;
-/// Hidden width of each anchor-context network.
-pub const ACTX_HIDDEN: usize = 64;
-/// The anchor positions an anchor-context network reads, as (row, column) offsets: the
-/// anchor itself and its four diagonal neighbours (anchors too, decoded in earlier slices).
-pub const ACTX_TAPS: [(isize, isize); 5] = [(0, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)];
-
-/// First channel of anchor-context slice `k` (`M` for `k = SLICES`).
-pub const fn slice_start(k: usize) -> usize {
-    SLICE_LEVELS[k] * CH_PER_LEVEL
-}
-
-/// Inputs of the anchor-context network of slice `k`: per tap, the values and magnitudes of
-/// the channels before the slice.
-pub const fn actx_inputs(k: usize) -> usize {
-    ACTX_TAPS.len() * 2 * slice_start(k)
-}
-
-/// Total down-sampling of the transform.
-pub const STRIDE: usize = 16;
-/// Smallest and largest scale of the scale table, and its number of entries.
-pub const SCALE_MIN: f64 = 0.11;
-/// See [`SCALE_MIN`].
-pub const SCALE_MAX: f64 = 64.0;
-/// See [`SCALE_MIN`].
-pub const SCALE_COUNT: usize = 64;
-
-/// The non-linearity between synthesis stages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Synthesis {
-    /// ReLU (the first shipped weights).
-    Relu,
-    /// Inverse GDN (`dec_gdn.*` tensors): the identity when Γ = 0, so a linear (PCA) start
-    /// stays linear until training bends it.
-    Igdn,
-}
+pub use lic_format::arch::cw::*;
+pub use lic_format::rate::{RatePos, T_TOP};
 
 /// The float model. Built from a `VarBuilder`: a `VarMap` when training, the shipped
 /// safetensors when coding.
@@ -108,43 +46,30 @@ pub struct CwModel {
     device: Device,
 }
 
-/// Where `-q` falls between the trained rate points.
-#[derive(Clone, Copy, Debug)]
-pub struct RatePos {
-    /// Lower rate point.
-    pub index: usize,
-    /// Weight of the upper rate point: in [0, 1], up to 1.5 past the last rate point
-    /// (linear extrapolation, the top of the `-q` range).
-    pub frac: f64,
+/// Rate-distortion trade-off of each rate point: loss = λ·255²·MSE + bpp.
+///
+/// Log-evenly spaced from 3e-5 to 0.04 (×6.04 per point). The first weights used
+/// 0.0016..0.10; with the PCA start the model reached 0.47–2.34 bpp on Kodak with those, and
+/// 0.18–1.90 bpp with 1e-4..0.04, short of the 0.12 bpp the `-q` range must reach. Raising the
+/// top point to 0.06 (steps 3380–4130) made validation worse at every rate point within 600
+/// steps, so it stays at 0.04; the top of the `-q` range (1.31 bpp on Kodak, short of 1.5)
+/// needs another remedy.
+pub const LAMBDAS: [f64; RATE_POINTS] = [3e-5, 1.81e-4, 1.095e-3, 6.61e-3, 0.04];
+
+/// The non-linearity between synthesis stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synthesis {
+    /// ReLU (the first shipped weights).
+    Relu,
+    /// Inverse GDN (`dec_gdn.*` tensors): the identity when Γ = 0, so a linear (PCA) start
+    /// stays linear until training bends it.
+    Igdn,
 }
 
-/// The rate coordinate of `-q 1`: half a step past the last rate point (format-spec §6.2,
-/// `entropy::params::rate_position`). Training covers `[0, T_TOP]`, every coordinate the
-/// codec uses.
-pub const T_TOP: f64 = (RATE_POINTS - 1) as f64 + 0.5;
-
-impl RatePos {
-    /// Position of a continuous rate coordinate `t ∈ [0, T_TOP]` (clamped): interpolation
-    /// between rate points, linear extrapolation past the last one.
-    pub fn from_t(t: f64) -> Self {
-        let t = t.clamp(0.0, T_TOP);
-        let index = (t.floor() as usize).min(RATE_POINTS - 2);
-        Self {
-            index,
-            frac: t - index as f64,
-        }
-    }
-
-    /// The rate coordinate: `index + frac`.
-    pub fn t(&self) -> f64 {
-        self.index as f64 + self.frac
-    }
-
-    /// λ at this position (log-linear between rate points).
-    pub fn lambda(&self) -> f64 {
-        let (a, b) = (LAMBDAS[self.index].ln(), LAMBDAS[self.index + 1].ln());
-        (a + (b - a) * self.frac).exp()
-    }
+/// λ at a rate position (log-linear between the rate points' [`LAMBDAS`]).
+pub fn lambda(pos: RatePos) -> f64 {
+    let (a, b) = (LAMBDAS[pos.index].ln(), LAMBDAS[pos.index + 1].ln());
+    (a + (b - a) * pos.frac).exp()
 }
 
 /// Everything the training loss needs from one forward pass.

@@ -23,12 +23,7 @@ use candle_nn::VarBuilder;
 
 use super::layers::{depth_to_space, space_to_depth, Conv};
 
-/// Bits per 16×16 block per iteration.
-pub const BITS: usize = 32;
-/// Most iterations a file may have (1.5 bpp before entropy coding).
-pub const MAX_ITERS: usize = 12;
-/// Total down-sampling: one block of bits covers STRIDE×STRIDE pixels.
-pub const STRIDE: usize = 16;
+pub use lic_format::arch::rnn::{BITS, MAX_ITERS, STRIDE};
 
 /// Encoder GRU widths at 1/4, 1/8 and 1/16 resolution.
 const ENC_HIDDEN: [usize; 3] = [64, 128, 128];

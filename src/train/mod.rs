@@ -447,7 +447,8 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
         let bpp = (&out.bits / (cfg.batch * cfg.patch * cfg.patch) as f64)?;
         let rate_weight = ((step + 1) as f64 / cfg.warmup.max(1) as f64).min(1.0);
-        let loss = ((&mse * (pos.lambda() * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
+        let loss =
+            ((&mse * (crate::model::cw::lambda(pos) * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
         let mut grads = loss.backward()?;
         clip.apply(&mut grads, &all_vars)?;
         let ramp = restart_ramp(step - first_step);

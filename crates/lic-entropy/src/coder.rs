@@ -9,8 +9,8 @@ use constriction::stream::model::DefaultUniformModel;
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
-use super::tables::{Categorical, ScaleTables, PRECISION};
-use super::EntropyError;
+use crate::tables::{Categorical, ScaleTables, PRECISION};
+use crate::EntropyError;
 
 /// Largest magnitude a latent value may have (the escape code covers up to this).
 pub const MAX_VALUE: i32 = 1 << 20;

@@ -377,7 +377,7 @@ impl<'a> Container<'a> {
 
 /// Reads and checks the chunk at `pos` (8 header bytes, type letters, length limit, length
 /// against the bytes present, CRC) and returns it with the position after it.
-pub(crate) fn read_chunk(bytes: &[u8], pos: usize) -> Result<(Chunk<'_>, usize), FormatError> {
+pub fn read_chunk(bytes: &[u8], pos: usize) -> Result<(Chunk<'_>, usize), FormatError> {
     if bytes.len() - pos < 8 {
         return Err(FormatError::Truncated("a chunk header"));
     }

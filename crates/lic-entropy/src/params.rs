@@ -3,10 +3,11 @@
 //! with floor shifts), so encoder and decoder agree on every platform and thread count.
 //! `format-spec/README.md` §6 defines the same computation.
 
-use crate::model::cw::{
+use lic_format::arch::cw::{
     actx_inputs, slice_start, ACTX_HIDDEN, ACTX_TAPS, CTX_CLIP, CTX_HIDDEN, CTX_IN, LEVELS, M,
     RATE_POINTS, SCALE_COUNT, SLICES,
 };
+use lic_format::rate::rate_position;
 
 /// Fraction bits of a scale index in fixed point.
 pub const INDEX_FRAC_BITS: u32 = 8;
@@ -303,48 +304,5 @@ impl IntParams {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => LEVELS as u16,
         }
-    }
-}
-
-/// Rate coordinate of the best quality, in halves of a rate-point step: `-q 1` sits half a
-/// step beyond the last trained rate point. The gains and the importance bias extrapolate
-/// linearly there; without it the top of the range fell to 1.31 bpp on Kodak, short of the
-/// 1.5 bpp that `-q` must reach (measured 1.76 bpp at 4.5, 2.20 bpp at 5.0 with diminishing
-/// PSNR, so half a step is where it stops).
-pub const TOP_HALF_STEPS: u32 = 2 * (RATE_POINTS as u32 - 1) + 1;
-
-/// The rate point below `q16` and the weight (0..=98302, above 65535 past the last rate
-/// point) of the one above: t = floor(q16·TOP_HALF_STEPS / 2),
-/// index = min(t / 65535, RATE_POINTS − 2), frac = t − index·65535.
-pub fn rate_position(q16: u16) -> (usize, u32) {
-    let t = q16 as u32 * TOP_HALF_STEPS / 2;
-    let index = (t / 65535).min(RATE_POINTS as u32 - 2);
-    (index as usize, t - index * 65535)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_position_tops_out_where_training_does() {
-        let (index, frac) = rate_position(u16::MAX);
-        let t = index as f64 + frac as f64 / 65535.0;
-        assert!((t - crate::model::cw::T_TOP).abs() < 1e-4, "{t}");
-    }
-
-    #[test]
-    fn rate_position_spans_half_a_step_past_the_last_rate_point() {
-        assert_eq!(rate_position(0), (0, 0));
-        // q16 = 14564: t = 65538, just past the first rate point.
-        assert_eq!(rate_position(14564), (1, 3));
-        // The top: t = floor(65535·4.5) = 294907, frac = 1.5·65535 rounded down.
-        assert_eq!(rate_position(65535), (RATE_POINTS - 2, 98302));
-        // Monotone in q16.
-        let t = |q: u16| {
-            let (i, f) = rate_position(q);
-            i as u64 * 65535 + f as u64
-        };
-        assert!((1..=65535u16).all(|q| t(q) >= t(q - 1)));
     }
 }

@@ -1,5 +1,7 @@
-//! Entropy coding: quantized probability tables, the integer path that picks a table for
-//! every symbol, and the rANS symbol stream (through `constriction`).
+//! lic's entropy layer: quantized probability tables, the integer path that picks a table
+//! for every symbol (format-spec §6), and the rANS symbol streams (through `constriction`).
+//! Integer arithmetic only, so every platform and thread count derives the same tables. It
+//! depends on the format's constants (`lic-format`) and on no network code.
 
 pub mod bits;
 pub mod coder;

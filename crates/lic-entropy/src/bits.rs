@@ -11,10 +11,10 @@
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
-use super::coder::{stream_bytes, stream_coder};
-use super::tables::{categorical, Categorical, PRECISION};
-use super::EntropyError;
-use crate::model::rnn::{BITS, MAX_ITERS};
+use crate::coder::{stream_bytes, stream_coder};
+use crate::tables::{categorical, Categorical, PRECISION};
+use crate::EntropyError;
+use lic_format::arch::rnn::{BITS, MAX_ITERS};
 
 /// States of one context bit: 0 absent (outside the grid or the first iteration/channel),
 /// 1 a coded 0, 2 a coded 1.

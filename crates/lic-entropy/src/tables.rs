@@ -7,7 +7,7 @@
 
 use constriction::stream::model::ContiguousCategoricalEntropyModel;
 
-use crate::model::cw::{SCALE_COUNT, SCALE_MAX, SCALE_MIN};
+use lic_format::arch::cw::{SCALE_COUNT, SCALE_MAX, SCALE_MIN};
 
 /// Fixed-point precision of every table (frequencies sum to 2^16).
 pub const PRECISION: usize = 16;
