@@ -1,6 +1,8 @@
 //! The `lic` command line: every command, stdin/stdout, and every error as a sentence on
 //! stderr with exit status 1.
 
+#![cfg(feature = "cli")]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use std::path::PathBuf;
@@ -341,6 +343,7 @@ fn icc_profile_and_exif_travel_through() {
 }
 
 #[test]
+#[cfg(feature = "train")]
 fn rnn_files_from_the_command_line() {
     // Untrained rnn weights: the command line's behaviour does not depend on their quality.
     let dir = tempfile::tempdir().unwrap();

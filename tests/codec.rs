@@ -354,6 +354,7 @@ fn a_region_decodes_to_the_same_pixels_as_the_whole() {
 }
 
 /// The shipped weights file with its tensors filtered by `keep` and then `edit`ed.
+#[cfg(feature = "train")]
 fn shipped_weights_edited(
     keep: &dyn Fn(&str) -> bool,
     edit: &dyn Fn(&mut lic::train::export::Tensors),
@@ -371,11 +372,13 @@ fn shipped_weights_edited(
 }
 
 /// The shipped weights without the tensors `drop` names.
+#[cfg(feature = "train")]
 fn shipped_weights_without(drop: &dyn Fn(&str) -> bool) -> Vec<u8> {
     shipped_weights_edited(&|n| !drop(n), &|_| {})
 }
 
 #[test]
+#[cfg(feature = "train")]
 fn anchor_context_saves_bytes_at_the_same_quality() {
     // Without the reconstruction shrink on both sides: it depends on the scale tables, which
     // the anchor context changes. The encoder's rate-distortion rounding depends on them too,
@@ -415,6 +418,7 @@ fn anchor_context_saves_bytes_at_the_same_quality() {
 }
 
 #[test]
+#[cfg(feature = "train")]
 fn reconstruction_shrink_moves_pixels_not_symbols() {
     // The shipped weights code without a shrink (export::RECON_SHRINK_ALPHA); the format
     // keeps it (spec §5 step 3), so add the seventh session's α = 0.5 table and synthesize
@@ -459,6 +463,7 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
     assert!(msg.contains("reconstruction shrink"), "{msg}");
 }
 
+#[cfg(feature = "train")]
 fn i32_le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -103,6 +103,7 @@ fn leftover_or_damaged_streams_are_errors() {
 /// The integer anchor context (spec §6.4b) computes what the float network it was exported
 /// from computes, to within the fixed-point rounding: same inputs, same order, same taps.
 #[test]
+#[cfg(feature = "train")]
 fn integer_anchor_context_follows_the_float_network() {
     use lic::model::cw::{slice_start, CTX_CLIP, M, SLICES};
     let w = lic::model::weights::CwWeights::embedded().unwrap();

@@ -2,6 +2,7 @@
 //! file must do whatever the weights — round trips of every layer count, prefixes and cuts,
 //! the streaming decoder's pictures, and the error kinds. Quality with the shipped weights is
 //! checked in `tests/codec.rs`.
+#![cfg(feature = "train")]
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};

@@ -80,6 +80,7 @@ fn stream_errors_on_garbage_and_waits_on_truncation() {
 }
 
 #[test]
+#[cfg(feature = "image-integration")]
 fn image_open_reads_lic_files_through_the_hooks() {
     use image::ImageDecoder;
     lic::image_integration::register_image_hooks();
