@@ -92,14 +92,15 @@ pub enum Error {
     /// The input image is unusable.
     #[error("bad input image: {0}")]
     Input(String),
-    /// The network failed to run (out of memory, internal error).
+    /// The network failed to run (out of memory, internal error); candle's error is the
+    /// source.
     #[error("network evaluation failed: {0}")]
-    Model(String),
+    Model(#[source] Box<candle_core::Error>),
 }
 
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Model(e.to_string())
+        Error::Model(Box::new(e))
     }
 }
 

@@ -444,7 +444,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 "weights:    {}",
                 lic::model::weights::id_hex(&h.weights_id)
             );
-            outln!(t, "quality:    {:.4}", h.quality as f64 / 65535.0);
+            outln!(
+                t,
+                "quality:    {:.4}",
+                lic::Quality::from_q16(h.quality).value()
+            );
             if h.tile == 0 {
                 outln!(t, "tiles:      1");
             } else {

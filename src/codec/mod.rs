@@ -298,8 +298,7 @@ pub fn decode_memory(hd: &Header) -> u64 {
     let area = side(lh) * side(lw);
     // Synthesis stage i runs at 4^i·area positions: the 3×3 im2col of its input, the input,
     // and the convolution output, depth-to-space and non-linearity copies (3 × 4·cout).
-    let stages = [(M, 128), (128, 96), (96, 64), (64, 3)];
-    let working = stages
+    let working = crate::arch::cw::SYNTHESIS
         .iter()
         .enumerate()
         .map(|(i, &(cin, cout))| (cin * 10 + 12 * cout) as u64 * (area << (2 * i)))

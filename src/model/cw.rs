@@ -108,22 +108,15 @@ impl CwModel {
             }
         }
         // Synthesis: conv to r²·C then depth-to-space.
-        let dec_in = [M, 128, 96, 64];
-        let dec_out = [128, 96, 64, 3];
         let mut dec = Vec::new();
-        for i in 0..4 {
-            dec.push(Conv::new(
-                vb.pp(format!("dec.{i}")),
-                dec_in[i],
-                dec_out[i] * 4,
-                3,
-            )?);
+        for (i, &(cin, cout)) in SYNTHESIS.iter().enumerate() {
+            dec.push(Conv::new(vb.pp(format!("dec.{i}")), cin, cout * 4, 3)?);
         }
         let dec_gdn = match synthesis {
             Synthesis::Relu => None,
             Synthesis::Igdn => Some(
                 (0..3)
-                    .map(|i| Gdn::new(vb.pp(format!("dec_gdn.{i}")), dec_out[i], true))
+                    .map(|i| Gdn::new(vb.pp(format!("dec_gdn.{i}")), SYNTHESIS[i].1, true))
                     .collect::<Result<Vec<_>>>()?,
             ),
         };

@@ -42,6 +42,10 @@ pub mod cw {
         ACTX_TAPS.len() * 2 * slice_start(k)
     }
 
+    /// The synthesis stages, (input channels, output channels) of each 3×3 convolution
+    /// before its depth-to-space ×2 (format-spec §5 step 3). The decoder's memory estimate
+    /// sizes its buffers from them.
+    pub const SYNTHESIS: [(usize, usize); 4] = [(M, 128), (128, 96), (96, 64), (64, 3)];
     /// Total down-sampling of the transform.
     pub const STRIDE: usize = 16;
     /// Smallest and largest scale of the scale table, and its number of entries.
