@@ -1,6 +1,7 @@
 //! The cw pipeline: pixels → latents → symbols → rANS stream, and back.
 //!
-//! Symbol order in the CWLT stream (format-spec/README.md §6):
+//! Symbol order in the CWLT stream (format-spec/README.md §6; [`in_stream_order`] walks it for
+//! both directions):
 //! 1. the importance level of every latent position, raster order, with the causal
 //!    context of [`IntParams::map_context`];
 //! 2. anchors ((i + j) even): for each channel c, each anchor position in raster order whose
@@ -276,8 +277,7 @@ pub fn kept(level: u8) -> usize {
 
 /// Writes the symbols of `lat` in stream order. Returns the writer (for the rate estimate).
 pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWriter {
-    let int = &weights.int;
-    let (h, w, n) = (lat.h, lat.w, lat.h * lat.w);
+    let (h, w) = (lat.h, lat.w);
     let mut wr = SymbolWriter::new();
     for i in 0..h {
         for j in 0..w {
@@ -287,35 +287,65 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
             );
         }
     }
-    let gain = int.gain_at(q16);
     let mut values = clamp_values(&lat.values);
     // Each symbol's rounding is decided just before it is written, once its table is known;
     // later contexts then see the decided value, as the decoder will.
     let rd = RdRounding::new(weights, &lat.scaled, q16);
+    let Ok(()) = in_stream_order(
+        weights,
+        &lat.levels,
+        (h, w),
+        q16,
+        &mut values,
+        |k, idx, values| -> Result<i32, std::convert::Infallible> {
+            let v = rd.round(idx, values, k);
+            wr.latent(idx, v);
+            Ok(v)
+        },
+    );
+    wr
+}
+
+/// Walks the latent symbols of an `h`×`w` grid in stream order (spec §6.5), for the encoder
+/// and the decoder alike: for each anchor slice, the anchor-context offsets from the values so
+/// far, then each channel of the slice, each anchor ((i + j) even) in raster order whose level
+/// keeps the channel; then the context offsets from all anchors, and each channel's
+/// non-anchors likewise. `code(k, table, values)` codes the value at flat index
+/// `k = c·h·w + p` with scale table `table` (the encoder writes it, the decoder reads it) and
+/// returns it; it is stored in `values` before any later context reads it.
+fn in_stream_order<E>(
+    weights: &CwWeights,
+    levels: &[u8],
+    (h, w): (usize, usize),
+    q16: u16,
+    values: &mut [i32],
+    mut code: impl FnMut(usize, u8, &mut [i32]) -> Result<i32, E>,
+) -> Result<(), E> {
+    let int = &weights.int;
+    let n = h * w;
+    let gain = int.gain_at(q16);
     for k in 0..SLICES {
-        let off = int.anchor_offsets(&values, h, w, k);
+        let off = int.anchor_offsets(values, h, w, k);
         for c in slice_start(k)..slice_start(k + 1) {
             for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
-                if c < kept(lat.levels[p]) {
+                if c < kept(levels[p]) {
                     let o = anchor_offset(&off, c - slice_start(k), n, p);
-                    let idx = int.scale_index(lat.levels[p] as usize, c, gain[c], o);
-                    let v = rd.round(idx, &mut values, c * n + p);
-                    wr.latent(idx, v);
+                    let idx = int.scale_index(levels[p] as usize, c, gain[c], o);
+                    values[c * n + p] = code(c * n + p, idx, values)?;
                 }
             }
         }
     }
-    let ctx = int.context_offsets(&values, h, w);
+    let ctx = int.context_offsets(values, h, w);
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
-            if c < kept(lat.levels[p]) {
-                let idx = int.scale_index(lat.levels[p] as usize, c, gain[c], ctx[c * n + p]);
-                let v = rd.round(idx, &mut values, c * n + p);
-                wr.latent(idx, v);
+            if c < kept(levels[p]) {
+                let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
+                values[c * n + p] = code(c * n + p, idx, values)?;
             }
         }
     }
-    wr
+    Ok(())
 }
 
 /// Rate-distortion rounding, encoder side: a value whose nearest integer is not 0 is coded
@@ -406,7 +436,6 @@ pub fn read_symbols(
     w: usize,
     q16: u16,
 ) -> Result<Latents, Error> {
-    let int = &weights.int;
     let n = h * w;
     let mut rd = SymbolReader::new(stream, &weights.scales, &weights.map_models)?;
     let mut levels = vec![0u8; n];
@@ -415,32 +444,19 @@ pub fn read_symbols(
             levels[i * w + j] = rd.side(IntParams::map_context(&levels, w, i, j))? as u8;
         }
     }
-    let gain = int.gain_at(q16);
     let mut values = vec![0i32; M * n];
     let mut tables = vec![NO_TABLE; M * n];
-    for k in 0..SLICES {
-        let off = int.anchor_offsets(&values, h, w, k);
-        for c in slice_start(k)..slice_start(k + 1) {
-            for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
-                if c < kept(levels[p]) {
-                    let o = anchor_offset(&off, c - slice_start(k), n, p);
-                    let idx = int.scale_index(levels[p] as usize, c, gain[c], o);
-                    values[c * n + p] = rd.latent(idx)?;
-                    tables[c * n + p] = idx;
-                }
-            }
-        }
-    }
-    let ctx = int.context_offsets(&values, h, w);
-    for c in 0..M {
-        for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
-            if c < kept(levels[p]) {
-                let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
-                values[c * n + p] = rd.latent(idx)?;
-                tables[c * n + p] = idx;
-            }
-        }
-    }
+    in_stream_order(
+        weights,
+        &levels,
+        (h, w),
+        q16,
+        &mut values,
+        |k, idx, _| -> Result<i32, Error> {
+            tables[k] = idx;
+            Ok(rd.latent(idx)?)
+        },
+    )?;
     rd.finish()?;
     Ok(Latents {
         h,
