@@ -17,6 +17,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Worker threads (default: one per core). The pixels do not depend on it.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Print one summary line per encode or decode on stderr (size, bpp, quality, time).
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
+    /// Print no warnings (errors still go to stderr).
+    #[arg(long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+/// Set by `--quiet`: [`warn!`] stays silent.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A warning on stderr, unless `--quiet`.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("warning: {}", format!($($arg)*));
+        }
+    }};
 }
 
 #[derive(Subcommand)]
@@ -54,6 +75,9 @@ enum Command {
         /// decoding them then needs --no-limits too.
         #[arg(long)]
         no_limits: bool,
+        /// Leave out the input's ICC profile and EXIF data.
+        #[arg(long)]
+        strip: bool,
     },
     /// Decode a .lic file; the output format follows the extension (- writes PNG to stdout).
     Decode {
@@ -253,7 +277,7 @@ fn write_image(
         }
         _ => {
             if meta.icc_profile.is_some() || meta.exif.is_some() {
-                eprintln!("warning: metadata (ICC/EXIF) is not written to {fmt:?} output");
+                warn!("metadata (ICC/EXIF) is not written to {fmt:?} output");
             }
             dynimg
                 .write_to(&mut std::io::Cursor::new(&mut buf), fmt)
@@ -271,12 +295,12 @@ fn attach_metadata(
 ) {
     if let Some(icc) = &meta.icc_profile {
         if enc.set_icc_profile(icc.clone()).is_err() {
-            eprintln!("warning: the ICC profile is not written ({fmt:?} encoder does not take it)");
+            warn!("the ICC profile is not written ({fmt:?} encoder does not take it)");
         }
     }
     if let Some(exif) = &meta.exif {
         if enc.set_exif_metadata(exif.clone()).is_err() {
-            eprintln!("warning: the EXIF data is not written ({fmt:?} encoder does not take it)");
+            warn!("the EXIF data is not written ({fmt:?} encoder does not take it)");
         }
     }
 }
@@ -317,7 +341,40 @@ macro_rules! outln {
     }};
 }
 
+/// Refuses to write over the input file (`lic decode photo.lic photo.lic`, or an encode whose
+/// output names its own input).
+fn not_the_input(input: &str, out: &str) -> Result<(), String> {
+    if input == "-" || out == "-" {
+        return Ok(());
+    }
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(out)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(format!(
+            "the output {out} is the input file; lic does not write over its input"
+        ));
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            return Err("--threads takes a count of at least 1".into());
+        }
+        // candle's CPU kernels size their pools from RAYON_NUM_THREADS when first used;
+        // nothing has run yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| format!("cannot start {n} threads: {e}"))?;
+    }
+    let verbose = cli.verbose;
+    let start = std::time::Instant::now();
     match cli.command {
         Command::Encode {
             input,
@@ -328,6 +385,7 @@ fn run(cli: Cli) -> Result<(), String> {
             model,
             weights,
             no_limits,
+            strip,
         } => {
             let model = match model.as_deref() {
                 None => None,
@@ -340,13 +398,15 @@ fn run(cli: Cli) -> Result<(), String> {
             // Check the tile side before the (slow) image read; 1x1 never tiles, so use a size
             // that always does.
             lic::codec::tile_field(tile, u32::MAX, u32::MAX).map_err(|e| e.to_string())?;
+            not_the_input(&input, &out)?;
             let bytes = read_input(&input)?;
-            let (img, meta, reduced) =
+            let (img, mut meta, reduced) =
                 lic::read_image(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
             if reduced {
-                eprintln!(
-                    "warning: {input} has more than 8 bits per sample; lic codes it at 8 bits"
-                );
+                warn!("{input} has more than 8 bits per sample; lic codes it at 8 bits");
+            }
+            if strip {
+                meta = lic::Metadata::default();
             }
             let mut codec = codec(&weights)?.with_tile_size(tile);
             if no_limits {
@@ -358,7 +418,19 @@ fn run(cli: Cli) -> Result<(), String> {
             let lic = codec
                 .encode_with_metadata(&img, quality, &meta)
                 .map_err(|e| e.to_string())?;
-            write_output(&out, &lic)
+            write_output(&out, &lic)?;
+            if verbose {
+                // One line, as cwebp and cjxl print: what was written and how long it took.
+                eprintln!(
+                    "{input}: {}x{} -> {} bytes, {:.4} bpp, -q {quality}, {:.2} s",
+                    img.width,
+                    img.height,
+                    lic.len(),
+                    lic.len() as f64 * 8.0 / (img.width as f64 * img.height as f64),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
         }
         Command::Decode {
             input,
@@ -371,6 +443,7 @@ fn run(cli: Cli) -> Result<(), String> {
             no_limits,
         } => {
             let out = output_name(output, out_flag, "output file")?;
+            not_the_input(&input, &out)?;
             let bytes = read_input(&input)?;
             let mut codec = codec(&weights)?;
             if let Some(d) = weights_dir {
@@ -388,8 +461,8 @@ fn run(cli: Cli) -> Result<(), String> {
                 // rnn files are not tiled: a region is cut from the decoded layers.
                 codec.decode_layers(&bytes, layers).and_then(|d| {
                     if d.truncated {
-                        eprintln!(
-                            "warning: {input} is cut short: decoded the {} complete layer(s) of {}",
+                        warn!(
+                            "{input} is cut short: decoded the {} complete layer(s) of {}",
                             d.layers, d.layers_in_file
                         );
                     }
@@ -415,7 +488,19 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let encoded =
                 write_image(&img, fmt, &meta).map_err(|e| format!("cannot write {out}: {e}"))?;
-            write_output(&out, &encoded)
+            write_output(&out, &encoded)?;
+            if verbose {
+                eprintln!(
+                    "{input}: {} bytes, {:.4} bpp -> {}x{} {}, {:.2} s",
+                    bytes.len(),
+                    bytes.len() as f64 * 8.0 / (img.width as f64 * img.height as f64),
+                    img.width,
+                    img.height,
+                    lic::codec::color_name(img.color),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
         }
         Command::Info { input } => {
             let bytes = read_input(&input)?;

@@ -326,6 +326,15 @@ fn icc_profile_and_exif_travel_through() {
         .assert()
         .success()
         .stdout(predicate::str::contains("iCCP").and(predicate::str::contains("eXIf")));
+    // --strip leaves both out.
+    let stripped = dir.path().join("stripped.lic");
+    lic()
+        .args(["encode", input.to_str().unwrap(), "--strip"])
+        .arg(&stripped)
+        .assert()
+        .success();
+    let meta = lic::metadata(&std::fs::read(&stripped).unwrap()).unwrap();
+    assert_eq!(meta, lic::Metadata::default());
 
     let out = dir.path().join("back.png");
     lic()
@@ -559,4 +568,115 @@ fn a_wide_panorama_encodes_and_decodes_with_the_defaults() {
         .arg(lic_file.to_str().unwrap())
         .assert()
         .success();
+}
+
+/// `-v` prints one summary line per file on stderr, `--quiet` silences warnings, `--threads`
+/// sets the worker count (the same bytes), and no command writes over its own input.
+#[test]
+fn verbose_quiet_threads_and_never_over_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let (a, b) = (dir.path().join("a.lic"), dir.path().join("b.lic"));
+    let run = lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0.4",
+            "-v",
+            "--threads",
+            "1",
+        ])
+        .arg(&a)
+        .assert()
+        .success()
+        .stdout("");
+    let line = String::from_utf8(run.get_output().stderr.clone()).unwrap();
+    let size = std::fs::metadata(&a).unwrap().len();
+    let bpp = size as f64 * 8.0 / (160.0 * 128.0);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains(&format!("160x128 -> {size} bytes, {bpp:.4} bpp, -q 0.4, ")));
+    assert!(
+        predicate::str::is_match(r"\d+\.\d\d s\n$")
+            .unwrap()
+            .eval(&line),
+        "{line}"
+    );
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "-q",
+            "0.4",
+            "--threads",
+            "2",
+        ])
+        .arg(&b)
+        .assert()
+        .success()
+        .stderr("");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let out = dir.path().join("a.png");
+    lic()
+        .args([
+            "decode",
+            a.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--verbose",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("-> 160x128 RGB"));
+    // A cut rnn file warns, unless --quiet.
+    let rnn = dir.path().join("p.lic");
+    lic()
+        .args([
+            "encode",
+            png.to_str().unwrap(),
+            "--model",
+            "rnn",
+            "-q",
+            "0.5",
+        ])
+        .arg(&rnn)
+        .assert()
+        .success();
+    let bytes = std::fs::read(&rnn).unwrap();
+    let ends = lic::info(&bytes).unwrap().layer_ends();
+    let cut = dir.path().join("cut.lic");
+    std::fs::write(&cut, &bytes[..ends[1] + 5]).unwrap();
+    lic()
+        .args(["decode", cut.to_str().unwrap(), out.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("warning: "));
+    lic()
+        .args([
+            "decode",
+            cut.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .assert()
+        .success()
+        .stderr("");
+    // Never over the input, however it is named.
+    let before = std::fs::read(&a).unwrap();
+    let same = dir.path().join(".").join("a.lic");
+    lic()
+        .args(["decode", a.to_str().unwrap(), same.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is the input file"));
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-o", png.to_str().unwrap()])
+        .assert()
+        .code(1);
+    assert_eq!(std::fs::read(&a).unwrap(), before);
+    assert!(image::open(&png).is_ok());
+    lic()
+        .args(["encode", png.to_str().unwrap(), "--threads", "0"])
+        .arg(&b)
+        .assert()
+        .code(1);
 }
