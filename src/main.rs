@@ -241,9 +241,11 @@ fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
 
 /// Encodes a decoded image in `fmt`, with the ICC profile and EXIF where the format's
 /// encoder holds them (PNG, JPEG, WebP, TIFF: ICC; PNG, JPEG: EXIF where supported).
+/// Encodes the decoded image in `fmt`; `pam` picks PAM over binary PPM/PGM for PNM output.
 fn write_image(
     img: &Image,
     fmt: image::ImageFormat,
+    pam: bool,
     meta: &lic::Metadata,
 ) -> Result<Vec<u8>, String> {
     use image::codecs::{jpeg::JpegEncoder, png::PngEncoder};
@@ -273,6 +275,27 @@ fn write_image(
             let mut enc = JpegEncoder::new_with_quality(&mut buf, 95);
             attach_metadata(&mut enc, meta, fmt);
             enc.write_image(flat.as_bytes(), img.width, img.height, flat.color().into())
+                .map_err(e)?;
+        }
+        image::ImageFormat::Pnm if !pam => {
+            // Binary P6 (colour) or P5 (grey), what cjpeg and the netpbm tools read; they
+            // carry no alpha. `.pam` keeps the PAM the image crate writes by default.
+            use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
+            if img.color.has_alpha() {
+                warn!(
+                    "PPM/PGM have no alpha channel: it is dropped (write .pam or .png to keep it)"
+                );
+            }
+            let (flat, subtype) = if img.color.is_gray() {
+                let f = image::DynamicImage::ImageLuma8(dynimg.to_luma8());
+                (f, PnmSubtype::Graymap(SampleEncoding::Binary))
+            } else {
+                let f = image::DynamicImage::ImageRgb8(dynimg.to_rgb8());
+                (f, PnmSubtype::Pixmap(SampleEncoding::Binary))
+            };
+            PnmEncoder::new(&mut buf)
+                .with_subtype(subtype)
+                .write_image(flat.as_bytes(), img.width, img.height, flat.color().into())
                 .map_err(e)?;
         }
         _ => {
@@ -486,8 +509,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     format!("cannot tell the image format of {out} from its extension")
                 })?
             };
-            let encoded =
-                write_image(&img, fmt, &meta).map_err(|e| format!("cannot write {out}: {e}"))?;
+            let pam = out.to_ascii_lowercase().ends_with(".pam");
+            let encoded = write_image(&img, fmt, pam, &meta)
+                .map_err(|e| format!("cannot write {out}: {e}"))?;
             write_output(&out, &encoded)?;
             if verbose {
                 eprintln!(

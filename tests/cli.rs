@@ -680,3 +680,34 @@ fn verbose_quiet_threads_and_never_over_the_input() {
         .assert()
         .code(1);
 }
+
+/// `.ppm` and `.pgm` outputs are binary P6 and P5 (what cjpeg and netpbm read), `.pam` is PAM.
+#[test]
+fn pnm_outputs_are_binary_p6_p5_or_pam() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let grey = dir.path().join("grey.png");
+    image::open(&png).unwrap().to_luma8().save(&grey).unwrap();
+    for (src, ext, magic, channels) in [
+        (&png, "ppm", "P6", 3usize),
+        (&grey, "pgm", "P5", 1),
+        (&png, "pam", "P7", 3),
+    ] {
+        let lic_file = dir.path().join(format!("{ext}.lic"));
+        lic()
+            .args(["encode", src.to_str().unwrap(), "-q", "0.5"])
+            .arg(&lic_file)
+            .assert()
+            .success();
+        let out = dir.path().join(format!("out.{ext}"));
+        lic()
+            .args(["decode", lic_file.to_str().unwrap(), out.to_str().unwrap()])
+            .assert()
+            .success();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(&bytes[..2], magic.as_bytes(), "{ext}");
+        let back = image::open(&out).unwrap();
+        assert_eq!((back.width(), back.height()), (160, 128));
+        assert_eq!(back.color().channel_count() as usize, channels, "{ext}");
+    }
+}
