@@ -364,6 +364,24 @@ macro_rules! outln {
     }};
 }
 
+/// Why a command failed: a usage error (exit status 2, as clap gives for its own) or a
+/// failure of the work itself (exit status 1).
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<String> for CliError {
+    fn from(e: String) -> Self {
+        CliError::Failed(e)
+    }
+}
+
+/// A usage error: the command line asked for something impossible.
+fn usage<T>(msg: impl Into<String>) -> Result<T, CliError> {
+    Err(CliError::Usage(msg.into()))
+}
+
 /// Refuses to write over the input file (`lic decode photo.lic photo.lic`, or an encode whose
 /// output names its own input).
 fn not_the_input(input: &str, out: &str) -> Result<(), String> {
@@ -382,11 +400,11 @@ fn not_the_input(input: &str, out: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), CliError> {
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     if let Some(n) = cli.threads {
         if n == 0 {
-            return Err("--threads takes a count of at least 1".into());
+            return usage("--threads takes a count of at least 1");
         }
         // candle's CPU kernels size their pools from RAYON_NUM_THREADS when first used;
         // nothing has run yet.
@@ -394,7 +412,7 @@ fn run(cli: Cli) -> Result<(), String> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
-            .map_err(|e| format!("cannot start {n} threads: {e}"))?;
+            .map_err(|e| CliError::Failed(format!("cannot start {n} threads: {e}")))?;
     }
     let verbose = cli.verbose;
     let start = std::time::Instant::now();
@@ -414,13 +432,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 None => None,
                 Some("cw") => Some(lic::ModelKind::Cw),
                 Some("rnn") => Some(lic::ModelKind::Rnn),
-                Some(m) => return Err(format!("unknown model {m}: cw or rnn")),
+                Some(m) => return usage(format!("unknown model {m}: cw or rnn")),
             };
-            let out = output_name(output, out_flag, "output file")?;
-            lic::codec::quality_to_q16(quality).map_err(|e| e.to_string())?;
+            let out = output_name(output, out_flag, "output file").or_else(usage)?;
+            if let Err(e) = lic::Quality::new(quality) {
+                return usage(e.to_string());
+            }
             // Check the tile side before the (slow) image read; 1x1 never tiles, so use a size
             // that always does.
-            lic::codec::tile_field(tile, u32::MAX, u32::MAX).map_err(|e| e.to_string())?;
+            if let Err(e) = lic::codec::tile_field(tile, u32::MAX, u32::MAX) {
+                return usage(e.to_string());
+            }
             not_the_input(&input, &out)?;
             let bytes = read_input(&input)?;
             let (img, mut meta, reduced) =
@@ -465,7 +487,7 @@ fn run(cli: Cli) -> Result<(), String> {
             weights_dir,
             no_limits,
         } => {
-            let out = output_name(output, out_flag, "output file")?;
+            let out = output_name(output, out_flag, "output file").or_else(usage)?;
             not_the_input(&input, &out)?;
             let bytes = read_input(&input)?;
             let mut codec = codec(&weights)?;
@@ -478,7 +500,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let header = lic::container::read_header(&bytes)
                 .map_err(|e| format!("cannot decode {input}: {e}"))?;
             if layers.is_some() && header.model != lic::ModelKind::Rnn {
-                return Err(format!("--layers is for rnn files; {input} is a cw file"));
+                return usage(format!("--layers is for rnn files; {input} is a cw file"));
             }
             let img = if header.model == lic::ModelKind::Rnn {
                 // rnn files are not tiled: a region is cut from the decoded layers.
@@ -592,7 +614,7 @@ fn run(cli: Cli) -> Result<(), String> {
                     outln!(t, "  {name}  {len} bytes");
                 }
             }
-            write_stdout(t.as_bytes())
+            Ok(write_stdout(t.as_bytes())?)
         }
         #[cfg(feature = "train")]
         Command::Train {
@@ -618,10 +640,10 @@ fn run(cli: Cli) -> Result<(), String> {
             anchor_context,
         } => {
             if patch % 16 != 0 || patch == 0 {
-                return Err("--patch must be a positive multiple of 16".into());
+                return usage("--patch must be a positive multiple of 16");
             }
             if !(0.0..1.0).contains(&ema) {
-                return Err("--ema must be in [0, 1)".into());
+                return usage("--ema must be in [0, 1)");
             }
             let cfg = lic::train::TrainConfig {
                 data,
@@ -647,9 +669,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 "cw" if anchor_context => lic::train::anchor::train(&cfg),
                 "cw" => lic::train::train(&cfg),
                 "rnn" => lic::train::rnn::train(&cfg),
-                m => return Err(format!("unknown model {m}: cw or rnn")),
+                m => return usage(format!("unknown model {m}: cw or rnn")),
             }
-            .map_err(|e| e.to_string())
+            .map_err(|e| CliError::Failed(e.to_string()))
         }
         #[cfg(feature = "train")]
         Command::Export {
@@ -660,9 +682,9 @@ fn run(cli: Cli) -> Result<(), String> {
         } => match model.as_str() {
             "cw" => lic::train::export::export(&ckpt, &data, &out),
             "rnn" => lic::train::rnn::export(&ckpt, &data, &out, 150),
-            m => return Err(format!("unknown model {m}: cw or rnn")),
+            m => return usage(format!("unknown model {m}: cw or rnn")),
         }
-        .map_err(|e| e.to_string()),
+        .map_err(|e| CliError::Failed(e.to_string())),
     }
 }
 
@@ -680,7 +702,11 @@ fn main() -> ExitCode {
     }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(CliError::Usage(e)) => {
+            eprintln!("lic: {e}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(e)) => {
             eprintln!("lic: {e}");
             ExitCode::from(1)
         }

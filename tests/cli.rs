@@ -1,5 +1,5 @@
 //! The `lic` command line: every command, stdin/stdout, and every error as a sentence on
-//! stderr with exit status 1.
+//! stderr, with exit status 2 for usage errors (as clap gives) and 1 for failures.
 
 #![cfg(feature = "cli")]
 
@@ -188,17 +188,31 @@ fn errors_are_sentences_with_status_1() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("cannot read image"));
-    // Quality out of range.
+    // Usage errors: quality out of range, an unknown model, two outputs, a bad tile side.
     lic()
         .args(["encode", png.to_str().unwrap(), "-q", "1.5", "x.lic"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("out of range"));
     lic()
         .args(["encode", png.to_str().unwrap(), "-q", "-0.5", "x.lic"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("out of range"));
+    for extra in [
+        &["--model", "jpeg"][..],
+        &["-o", "y.lic"][..],
+        &["--tile", "100"][..],
+    ] {
+        lic()
+            .args(["encode", png.to_str().unwrap(), "x.lic"])
+            .args(extra)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::starts_with("lic: "));
+    }
+    // clap's own usage errors give 2 as well.
+    lic().args(["encode"]).assert().code(2);
     // Truncated and corrupt files.
     let t = dir.path().join("t.lic");
     std::fs::write(&t, &bytes[..bytes.len() / 2]).unwrap();
@@ -434,7 +448,7 @@ fn rnn_files_from_the_command_line() {
         .args(["decode", cw.to_str().unwrap(), "--layers", "1"])
         .arg(&out)
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("--layers is for rnn files"));
 }
 
@@ -678,7 +692,7 @@ fn verbose_quiet_threads_and_never_over_the_input() {
         .args(["encode", png.to_str().unwrap(), "--threads", "0"])
         .arg(&b)
         .assert()
-        .code(1);
+        .code(2);
 }
 
 /// `.ppm` and `.pgm` outputs are binary P6 and P5 (what cjpeg and netpbm read), `.pam` is PAM.
