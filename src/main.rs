@@ -88,8 +88,8 @@ enum Command {
         /// Output file (same as the second positional argument).
         #[arg(short = 'o', long = "output")]
         out_flag: Option<String>,
-        /// Decode only this rectangle, X,Y,WIDTH,HEIGHT in pixels (only the tiles under it
-        /// are synthesized). cw files.
+        /// Decode only this rectangle, X,Y,WIDTH,HEIGHT in pixels, clipped to the picture
+        /// (only the tiles under it are synthesized).
         #[arg(long, value_parser = parse_region)]
         region: Option<lic::Region>,
         /// Decode only the first K layers of an rnn file.
@@ -502,6 +502,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if layers.is_some() && header.model != lic::ModelKind::Rnn {
                 return usage(format!("--layers is for rnn files; {input} is a cw file"));
             }
+            // A rectangle that reaches past the picture is clipped to it, as croppers do.
+            let region = match region.map(|r| (r, r.clip(header.width, header.height))) {
+                None => None,
+                Some((_, Some(c))) => Some(c),
+                Some((r, None)) => {
+                    return usage(format!(
+                        "--region {},{},{},{} lies outside the {}x{} picture of {input}",
+                        r.x, r.y, r.width, r.height, header.width, header.height
+                    ))
+                }
+            };
             let img = if header.model == lic::ModelKind::Rnn {
                 // rnn files are not tiled: a region is cut from the decoded layers.
                 codec.decode_layers(&bytes, layers).and_then(|d| {

@@ -725,3 +725,44 @@ fn pnm_outputs_are_binary_p6_p5_or_pam() {
         assert_eq!(back.color().channel_count() as usize, channels, "{ext}");
     }
 }
+
+/// `--region` is clipped to the picture; one wholly outside it is a usage error.
+#[test]
+fn a_region_past_the_edge_is_clipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let file = dir.path().join("a.lic");
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "0.5"])
+        .arg(&file)
+        .assert()
+        .success();
+    let (whole, part) = (dir.path().join("whole.png"), dir.path().join("part.png"));
+    lic()
+        .args(["decode", file.to_str().unwrap(), whole.to_str().unwrap()])
+        .assert()
+        .success();
+    lic()
+        .args(["decode", file.to_str().unwrap(), part.to_str().unwrap()])
+        .args(["--region", "100,90,500,500"])
+        .assert()
+        .success();
+    let part = image::open(&part).unwrap().to_rgb8();
+    assert_eq!(part.dimensions(), (60, 38));
+    let expect = image::open(&whole)
+        .unwrap()
+        .crop_imm(100, 90, 60, 38)
+        .to_rgb8();
+    assert_eq!(part.as_raw(), expect.as_raw());
+    lic()
+        .args([
+            "decode",
+            file.to_str().unwrap(),
+            "x.png",
+            "--region",
+            "160,0,10,10",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("lies outside"));
+}

@@ -363,6 +363,20 @@ pub struct Region {
     pub height: u32,
 }
 
+impl Region {
+    /// The part of this rectangle inside a `width`×`height` image, if any.
+    pub fn clip(self, width: u32, height: u32) -> Option<Region> {
+        let x1 = (self.x as u64 + self.width as u64).min(width as u64);
+        let y1 = (self.y as u64 + self.height as u64).min(height as u64);
+        (x1 > self.x as u64 && y1 > self.y as u64).then(|| Region {
+            x: self.x,
+            y: self.y,
+            width: (x1 - self.x as u64) as u32,
+            height: (y1 - self.y as u64) as u32,
+        })
+    }
+}
+
 /// Decodes a file within `limits`: cw files with `weights`, rnn files with the embedded rnn
 /// weights (all of their complete layers).
 pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Image, Error> {
