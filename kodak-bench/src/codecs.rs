@@ -217,37 +217,44 @@ impl Codec for Jpeg {
         "jpeg420"
     }
     fn description(&self) -> String {
-        "libjpeg-turbo 3 (TurboJPEG API, built from source by the turbojpeg crate): 4:2:0, optimized Huffman, baseline, quality 3-95".into()
+        "libjpeg-turbo's encoder and decoder (MozJPEG with libjpeg-turbo's defaults, built from source by the mozjpeg crate): 4:2:0, optimized Huffman, baseline, quality 3-95".into()
     }
     fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
-        let e = |e: turbojpeg::Error| e.to_string();
-        let mut c = turbojpeg::Compressor::new().map_err(e)?;
-        c.set_quality(s.value as i32).map_err(e)?;
-        c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(e)?;
-        c.set_optimize(true).map_err(e)?;
-        let image = turbojpeg::Image {
-            pixels: rgb,
-            width: w as usize,
-            pitch: 3 * w as usize,
-            height: h as usize,
-            format: turbojpeg::PixelFormat::RGB,
-        };
-        c.compress_to_vec(image).map_err(e)
+        use mozjpeg::qtable::{AnnexK_Chroma, AnnexK_Luma};
+        // The library reports errors by unwinding.
+        std::panic::catch_unwind(|| {
+            let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+            // libjpeg-turbo's defaults: no trellis, no progressive scans, Annex K tables.
+            c.set_fastest_defaults();
+            c.set_size(w as usize, h as usize);
+            c.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+            c.set_optimize_coding(true);
+            // Baseline tables (entries up to 255) scaled by libjpeg's integer percentage
+            // (5000/q below 50, else 200 − 2q), as libjpeg-turbo's quality setting makes them.
+            let q = s.value as u32;
+            let scale = if q < 50 {
+                5000.0 / (5000 / q.max(1)) as f32
+            } else {
+                q as f32
+            };
+            c.set_luma_qtable(&AnnexK_Luma.scaled(scale, scale));
+            c.set_chroma_qtable(&AnnexK_Chroma.scaled(scale, scale));
+            let mut started = c.start_compress(Vec::new())?;
+            started.write_scanlines(rgb)?;
+            started.finish()
+        })
+        .map_err(|_| "the JPEG encoder failed".to_string())?
+        .map_err(|e| e.to_string())
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
-        let e = |e: turbojpeg::Error| e.to_string();
-        let mut d = turbojpeg::Decompressor::new().map_err(e)?;
-        let header = d.read_header(bytes).map_err(e)?;
-        let mut pixels = vec![0u8; 3 * header.width * header.height];
-        let image = turbojpeg::Image {
-            pixels: &mut pixels[..],
-            width: header.width,
-            pitch: 3 * header.width,
-            height: header.height,
-            format: turbojpeg::PixelFormat::RGB,
-        };
-        d.decompress(bytes, image).map_err(e)?;
-        Ok(pixels)
+        std::panic::catch_unwind(|| {
+            let mut d = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+            let pixels: Vec<u8> = d.read_scanlines()?;
+            d.finish()?;
+            Ok::<_, std::io::Error>(pixels)
+        })
+        .map_err(|_| "the JPEG decoder failed".to_string())?
+        .map_err(|e| e.to_string())
     }
 }
 
