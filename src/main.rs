@@ -49,7 +49,7 @@ enum Command {
         /// Output .lic file, or - for standard output.
         output: Option<String>,
         /// Output file (same as the second positional argument).
-        #[arg(short = 'o', long = "output")]
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
         out_flag: Option<String>,
         /// Quality from 0 (smallest file) to 1 (best picture).
         #[arg(
@@ -86,12 +86,15 @@ enum Command {
         /// Output image, or - for standard output.
         output: Option<String>,
         /// Output file (same as the second positional argument).
-        #[arg(short = 'o', long = "output")]
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
         out_flag: Option<String>,
         /// Decode only this rectangle, X,Y,WIDTH,HEIGHT in pixels, clipped to the picture
         /// (only the tiles under it are synthesized).
         #[arg(long, value_parser = parse_region)]
         region: Option<lic::Region>,
+        /// Quality of a JPEG output, 1 to 100.
+        #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
+        out_quality: u8,
         /// Decode only the first K layers of an rnn file.
         #[arg(long)]
         layers: Option<usize>,
@@ -241,11 +244,13 @@ fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
 
 /// Encodes a decoded image in `fmt`, with the ICC profile and EXIF where the format's
 /// encoder holds them (PNG, JPEG, WebP, TIFF: ICC; PNG, JPEG: EXIF where supported).
-/// Encodes the decoded image in `fmt`; `pam` picks PAM over binary PPM/PGM for PNM output.
+/// Encodes the decoded image in `fmt`; `pam` picks PAM over binary PPM/PGM for PNM output,
+/// `jpeg_quality` is a JPEG output's quality.
 fn write_image(
     img: &Image,
     fmt: image::ImageFormat,
     pam: bool,
+    jpeg_quality: u8,
     meta: &lic::Metadata,
 ) -> Result<Vec<u8>, String> {
     use image::codecs::{jpeg::JpegEncoder, png::PngEncoder};
@@ -272,7 +277,7 @@ fn write_image(
             } else {
                 image::DynamicImage::ImageRgb8(dynimg.to_rgb8())
             };
-            let mut enc = JpegEncoder::new_with_quality(&mut buf, 95);
+            let mut enc = JpegEncoder::new_with_quality(&mut buf, jpeg_quality);
             attach_metadata(&mut enc, meta, fmt);
             enc.write_image(flat.as_bytes(), img.width, img.height, flat.color().into())
                 .map_err(e)?;
@@ -486,6 +491,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             weights,
             weights_dir,
             no_limits,
+            out_quality,
         } => {
             let out = output_name(output, out_flag, "output file").or_else(usage)?;
             not_the_input(&input, &out)?;
@@ -543,7 +549,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 })?
             };
             let pam = out.to_ascii_lowercase().ends_with(".pam");
-            let encoded = write_image(&img, fmt, pam, &meta)
+            let encoded = write_image(&img, fmt, pam, out_quality, &meta)
                 .map_err(|e| format!("cannot write {out}: {e}"))?;
             write_output(&out, &encoded)?;
             if verbose {

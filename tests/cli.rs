@@ -766,3 +766,43 @@ fn a_region_past_the_edge_is_clipped() {
         .code(2)
         .stderr(predicate::str::contains("lies outside"));
 }
+
+/// `--out-quality` sets a JPEG output's quality; `-o` reads as `-o, --output <FILE>` in help.
+#[test]
+fn jpeg_output_quality_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let file = dir.path().join("a.lic");
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "0.7"])
+        .arg(&file)
+        .assert()
+        .success();
+    let size = |q: &str| {
+        let out = dir.path().join(format!("q{q}.jpg"));
+        lic()
+            .args(["decode", file.to_str().unwrap(), out.to_str().unwrap()])
+            .args(["--out-quality", q])
+            .assert()
+            .success();
+        std::fs::metadata(&out).unwrap().len()
+    };
+    assert!(size("30") < size("95"));
+    lic()
+        .args([
+            "decode",
+            file.to_str().unwrap(),
+            "x.jpg",
+            "--out-quality",
+            "0",
+        ])
+        .assert()
+        .code(2);
+    for cmd in ["encode", "decode"] {
+        lic()
+            .args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("-o, --output <FILE>"));
+    }
+}
