@@ -69,6 +69,14 @@ pub enum Error {
     /// The quality is outside [0, 1].
     #[error(transparent)]
     Quality(#[from] rate::QualityError),
+    /// No file of the model is as small as the size asked for.
+    #[error("no file of this image fits in {target} bytes: the smallest takes {smallest}")]
+    TargetTooSmall {
+        /// Bytes asked for.
+        target: usize,
+        /// Bytes of the smallest file (the lowest quality).
+        smallest: usize,
+    },
     /// The image is over the limits a decoder applies, so the encoder does not write it.
     #[error("image of {width}x{height} exceeds the decoder limits ({what}); a decoder with those limits would refuse the file")]
     EncodeLimits {
@@ -486,12 +494,76 @@ impl Codec {
         Ok(self.encode_full(img, q, meta)?.0)
     }
 
-    fn encode_full(
+    /// Encodes at quality `q` ∈ [0, 1] with `meta`, and reports the stream statistics.
+    pub fn encode_full(
         &self,
         img: &Image,
         q: f32,
         meta: &Metadata,
     ) -> Result<(Vec<u8>, EncodeStats), Error> {
+        let q = Quality::new(q)?;
+        let code = match self.model {
+            ModelKind::Cw => q.cw_rate_code(),
+            _ => q.q16(),
+        };
+        self.encode_rate_code(img, code, meta)
+    }
+
+    /// The quality a file's rate code stands for (what [`Codec::encode`] would have been
+    /// given), by the model that reads it.
+    pub fn quality_of(header: &Header) -> Quality {
+        match header.model {
+            ModelKind::Cw => Quality::from_cw_rate_code(header.quality),
+            _ => Quality::from_q16(header.quality),
+        }
+    }
+
+    /// The largest file of at most `max_bytes` (rate control: whole file, container and
+    /// metadata included), with `meta`. A cw encode runs the analysis once and searches the
+    /// rate codes; an rnn encode searches the layer counts.
+    pub fn encode_to_size(
+        &self,
+        img: &Image,
+        max_bytes: usize,
+        meta: &Metadata,
+    ) -> Result<(Vec<u8>, EncodeStats), Error> {
+        self.check_encode_limits(img)?;
+        match self.model {
+            ModelKind::Cw => {
+                let enc = codec::CwEncoder::new(img, self.tile, &self.weights)?;
+                codec::encode_to_size(max_bytes, 65536, |i| enc.encode(i as u16, meta))
+            }
+            ModelKind::Rnn => {
+                let weights = self.rnn_weights()?;
+                let n = model::rnn::MAX_ITERS;
+                // The rate code whose layer count is i + 1 (format-spec §5).
+                let code = |i: usize| ((i * 65535 + (n - 1) / 2) / (n - 1)) as u16;
+                codec::encode_to_size(max_bytes, n, |i| {
+                    codec::encode_rnn(img, code(i), weights, meta)
+                })
+            }
+            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
+        }
+    }
+
+    /// Encodes at a raw rate code (the HEAD field, format-spec §6.2), bypassing the quality
+    /// calibration: for calibration and rate-distortion tools.
+    pub fn encode_rate_code(
+        &self,
+        img: &Image,
+        rate_code: u16,
+        meta: &Metadata,
+    ) -> Result<(Vec<u8>, EncodeStats), Error> {
+        self.check_encode_limits(img)?;
+        match self.model {
+            ModelKind::Cw => codec::encode(img, rate_code, self.tile, &self.weights, meta),
+            ModelKind::Rnn => codec::encode_rnn(img, rate_code, self.rnn_weights()?, meta),
+            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
+        }
+    }
+
+    /// Refuses what a decoder with this codec's limits would refuse.
+    fn check_encode_limits(&self, img: &Image) -> Result<(), Error> {
         img.check()?;
         let header = Header {
             width: img.width,
@@ -499,24 +571,20 @@ impl Codec {
             color: img.color,
             model: self.model,
             weights_id: self.weights.id,
-            quality: codec::quality_to_q16(q)?,
+            quality: 0,
             tile: match self.model {
                 ModelKind::Cw => codec::tile_field(self.tile, img.width, img.height)?,
                 _ => 0,
             },
         };
         // The encoder's own working memory grows like the decoder's, so this also bounds it.
-        if let Err(Error::Limits { what, .. }) = self.limits.check(&header) {
-            return Err(Error::EncodeLimits {
+        match self.limits.check(&header) {
+            Err(Error::Limits { what, .. }) => Err(Error::EncodeLimits {
                 width: img.width,
                 height: img.height,
                 what,
-            });
-        }
-        match self.model {
-            ModelKind::Cw => codec::encode(img, q, self.tile, &self.weights, meta),
-            ModelKind::Rnn => codec::encode_rnn(img, q, self.rnn_weights()?, meta),
-            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -609,7 +609,9 @@ fn verbose_quiet_threads_and_never_over_the_input() {
     let size = std::fs::metadata(&a).unwrap().len();
     let bpp = size as f64 * 8.0 / (160.0 * 128.0);
     assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.contains(&format!("160x128 -> {size} bytes, {bpp:.4} bpp, -q 0.4, ")));
+    assert!(line.contains(&format!(
+        "160x128 -> {size} bytes, {bpp:.4} bpp, -q 0.400, "
+    )));
     assert!(
         predicate::str::is_match(r"\d+\.\d\d s\n$")
             .unwrap()
@@ -805,4 +807,69 @@ fn jpeg_output_quality_and_help() {
             .success()
             .stdout(predicate::str::contains("-o, --output <FILE>"));
     }
+}
+
+#[test]
+fn rate_control_reaches_a_size_or_bpp_without_going_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let out = dir.path().join("t.lic");
+    let size_of = |args: &[&str]| {
+        let mut all = vec!["encode", png.to_str().unwrap(), out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        lic().args(&all).assert().success();
+        std::fs::metadata(&out).unwrap().len() as f64
+    };
+    for target in [700.0, 1500.0, 4000.0] {
+        let got = size_of(&["--target-size", &format!("{target}")]);
+        assert!(got <= target && got >= 0.97 * target, "{got} for {target}");
+    }
+    // 160×128 pixels at 0.6 bpp: 1536 bytes.
+    let got = size_of(&["--target-bpp", "0.6"]);
+    assert!(got <= 1536.0 && got >= 0.97 * 1536.0, "{got}");
+    // The rnn model picks the most layers that fit.
+    let got = size_of(&["--model", "rnn", "--target-size", "2000"]);
+    assert!(got <= 2000.0, "{got}");
+
+    lic()
+        .args(["encode", png.to_str().unwrap(), out.to_str().unwrap()])
+        .args(["--target-size", "20"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no file of this image fits in 20 bytes",
+        ));
+    for bad in [
+        &["--target-size", "900", "-q", "0.5"][..],
+        &["--target-bpp", "0"],
+        &["--target-bpp", "0.5", "--target-size", "900"],
+    ] {
+        lic()
+            .args(["encode", png.to_str().unwrap(), out.to_str().unwrap()])
+            .args(bad)
+            .assert()
+            .code(2);
+    }
+}
+
+#[test]
+fn info_shows_the_quality_a_file_was_made_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = small_png(dir.path());
+    let out = dir.path().join("q.lic");
+    lic()
+        .args(["encode", png.to_str().unwrap(), "-q", "0.6"])
+        .arg(&out)
+        .assert()
+        .success();
+    let info = lic().arg("info").arg(&out).assert().success();
+    let text = String::from_utf8(info.get_output().stdout.clone()).unwrap();
+    let q: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("quality:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((q - 0.6).abs() < 1e-3, "{text}");
 }

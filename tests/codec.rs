@@ -467,3 +467,50 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
 fn i32_le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
+
+#[test]
+fn encode_to_size_gives_the_largest_file_that_fits() {
+    let codec = codec();
+    let img = kodak_crop("kodim23.png", 200, 100, 256, 192);
+    let meta = lic::Metadata::default();
+    for target in [1000, 3000, 6000] {
+        let (bytes, st) = codec.encode_to_size(&img, target, &meta).unwrap();
+        assert!(
+            bytes.len() <= target && bytes.len() * 100 >= target * 97,
+            "{} bytes for {target} (rate code {})",
+            bytes.len(),
+            st.rate_code
+        );
+        let head = lic::container::read_header(&bytes).unwrap();
+        assert_eq!(head.quality, st.rate_code);
+        // One rate code more would not fit, unless the search stopped within 1 % under.
+        let (next, _) = codec
+            .encode_rate_code(&img, st.rate_code + 1, &meta)
+            .unwrap();
+        assert!(next.len() > target || bytes.len() * 100 >= target * 99);
+        assert_eq!(codec.decode(&bytes).unwrap().width, 256);
+    }
+    // More room than the best quality takes: the best quality.
+    let (_, st) = codec.encode_to_size(&img, 1 << 20, &meta).unwrap();
+    assert_eq!(st.rate_code, 65535);
+    match codec.encode_to_size(&img, 50, &meta) {
+        Err(lic::Error::TargetTooSmall { target, smallest }) => {
+            assert_eq!(target, 50);
+            assert!(smallest > 50);
+        }
+        other => panic!("{:?}", other.map(|r| r.0.len())),
+    }
+}
+
+#[test]
+fn a_files_quality_reads_back_as_encoded() {
+    let codec = codec();
+    let img = kodak_crop("kodim23.png", 0, 0, 64, 64);
+    for q in [0.0, 0.1, 0.45, 0.8, 1.0] {
+        let bytes = codec.encode(&img, q).unwrap();
+        let head = lic::container::read_header(&bytes).unwrap();
+        assert_eq!(head.quality, lic::Quality::new(q).unwrap().cw_rate_code());
+        let back = Codec::quality_of(&head).value();
+        assert!((back - q).abs() < 1e-3, "{q} read back as {back}");
+    }
+}

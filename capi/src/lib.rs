@@ -154,7 +154,7 @@ pub unsafe extern "C" fn lic_info(data: *const u8, len: usize, out: *mut LicInfo
                 width: h.width,
                 height: h.height,
                 channels: h.color.channels() as u32,
-                quality: lic::Quality::from_q16(h.quality).value(),
+                quality: lic::Codec::quality_of(&h).value(),
                 file_bytes: info.file_bytes as u64,
             }
         };

@@ -28,6 +28,8 @@ pub trait Codec: Sync {
 pub struct Lic {
     codec: lic::Codec,
     model: &'static str,
+    /// Settings are raw rate codes (format-spec §6.2), not `-q` values: for calibrating `-q`.
+    raw: bool,
 }
 
 impl Lic {
@@ -37,7 +39,48 @@ impl Lic {
             Some(p) => lic::Codec::from_weights_file(p)?,
             None => lic::Codec::embedded()?,
         };
-        Ok(Self { codec, model: "cw" })
+        Ok(Self {
+            codec,
+            model: "cw",
+            raw: false,
+        })
+    }
+
+    /// The same, swept by raw rate code instead of `-q`.
+    pub fn cw_raw(weights: Option<&std::path::Path>) -> Result<Self, lic::Error> {
+        Ok(Self {
+            raw: true,
+            ..Self::cw(weights)?
+        })
+    }
+
+    /// Bytes of the largest file of at most `bpp` bits per pixel (rate control).
+    pub fn bytes_at_most(&self, rgb: &[u8], w: u32, h: u32, bpp: f64) -> Result<usize, String> {
+        let img = Image {
+            width: w,
+            height: h,
+            color: ColorType::Rgb,
+            data: rgb.to_vec(),
+        };
+        let max = (bpp * w as f64 * h as f64 / 8.0).floor() as usize;
+        let (bytes, _) = self
+            .codec
+            .encode_to_size(&img, max, &lic::Metadata::default())
+            .map_err(|e| e.to_string())?;
+        Ok(bytes.len())
+    }
+
+    /// `n` rate codes evenly spaced over 0..=65535.
+    pub fn raw_sweep(n: usize) -> Vec<Setting> {
+        (0..n)
+            .map(|i| {
+                let code = (i * 65535 + (n - 1) / 2) / (n - 1).max(1);
+                Setting {
+                    label: format!("r{code}"),
+                    value: code as f32,
+                }
+            })
+            .collect()
     }
 
     /// `n` evenly spaced `-q` values from 0 to 1.
@@ -56,13 +99,22 @@ impl Lic {
 
 impl Codec for Lic {
     fn name(&self) -> &str {
-        "lic-cw"
+        if self.raw {
+            "lic-cw-rate-code"
+        } else {
+            "lic-cw"
+        }
     }
     fn description(&self) -> String {
         format!(
-            "lic {} model, weights {}, -q 0..1",
+            "lic {} model, weights {}, {}",
             self.model,
-            self.codec.weights_id()
+            self.codec.weights_id(),
+            if self.raw {
+                "rate codes 0..65535"
+            } else {
+                "-q 0..1"
+            }
         )
     }
     fn encode(&self, rgb: &[u8], w: u32, h: u32, s: &Setting) -> Result<Vec<u8>, String> {
@@ -72,7 +124,17 @@ impl Codec for Lic {
             color: ColorType::Rgb,
             data: rgb.to_vec(),
         };
-        self.codec.encode(&img, s.value).map_err(|e| e.to_string())
+        if self.raw {
+            let meta = lic::Metadata::default();
+            let code = s.value as u16;
+            Ok(self
+                .codec
+                .encode_rate_code(&img, code, &meta)
+                .map_err(|e| e.to_string())?
+                .0)
+        } else {
+            self.codec.encode(&img, s.value).map_err(|e| e.to_string())
+        }
     }
     fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let img = self.codec.decode(bytes).map_err(|e| e.to_string())?;
@@ -198,6 +260,12 @@ fn integer_qualities(q: &[u32]) -> Vec<Setting> {
 pub struct Jpeg;
 
 impl Jpeg {
+    /// Qualities 5, 10, …, 100: the JPEG side of the `-q` calibration (`-q x` against
+    /// quality 100x).
+    pub fn calibration_sweep() -> Vec<Setting> {
+        integer_qualities(&(1..=20).map(|i| 5 * i).collect::<Vec<_>>())
+    }
+
     /// Qualities 3..95. 3 and 4 extend the anchors' 5..95 sweep down to ~0.1 bpp, the start
     /// of the BD-rate window, so low-rate codecs still overlap the reference.
     pub fn sweep(quick: bool) -> Vec<Setting> {

@@ -327,6 +327,7 @@ pub fn summary(
     published: &[Reference],
     cross: &[(f64, Option<f64>, Option<f64>)],
     skipped: &[String],
+    sections: &str,
 ) -> String {
     let mut s = String::new();
     s.push_str(header);
@@ -334,6 +335,7 @@ pub fn summary(
     s.push('\n');
     s.push_str(&bd_table(series, reference));
     s.push_str("\nTimes are wall-clock means per image over the sweep, on this machine.\n");
+    s.push_str(sections);
     if !cross.is_empty() {
         s.push_str("\n## JPEG cross-check against the anchors' `cjpeg -optimize` curve\n\n| bpp | ours (dB) | anchor (dB) | gap | within 0.3 dB |\n|---|---|---|---|---|\n");
         for (b, o, a) in cross {

@@ -225,36 +225,92 @@ pub fn to_tensor(
     Ok(Tensor::from_vec(v, (1, 3, hp, wp), dev)?)
 }
 
-/// Runs the analysis transform and quantizes: the encoder-only half.
-pub fn analyze(weights: &CwWeights, x: &Tensor, q16: u16) -> Result<Latents, Error> {
-    let model = &weights.model;
-    let (y, logit) = model.analysis(x)?;
-    let (_, _, h, w) = y.dims4()?;
-    let (lg, mb) = model.rate_params(rate_pos(q16))?;
-    let gains: Vec<f32> = lg.exp()?.to_vec1()?;
-    let mb: f32 = mb.to_scalar()?;
-    let y: Vec<f32> = y.flatten_all()?.to_vec1()?;
-    let logit: Vec<f32> = logit.flatten_all()?.to_vec1()?;
-    let levels = levels_from_logits(&logit, mb);
-    let n = h * w;
-    let mut values = vec![0i32; M * n];
-    let mut scaled = vec![0f32; M * n];
-    for c in 0..M {
-        for p in 0..n {
-            if c < kept(levels[p]) {
-                let v = y[c * n + p] * gains[c];
-                scaled[c * n + p] = v;
-                values[c * n + p] = v.round().clamp(-1e6, 1e6) as i32;
-            }
+/// The analysis transform's output for an image, before any rate is chosen: the latents
+/// and the importance logits. Every rate's symbols follow from it ([`Analysis::quantize`]),
+/// so an encoder that searches for a rate runs the transform once.
+pub struct Analysis {
+    /// Latent height and width.
+    pub h: usize,
+    /// See `h`.
+    pub w: usize,
+    /// Latents before the gain `(M, h, w)`.
+    pub y: Vec<f32>,
+    /// Importance logit per position, raster order.
+    pub logits: Vec<f32>,
+}
+
+impl Analysis {
+    /// An all-zero grid.
+    pub fn zeros(h: usize, w: usize) -> Self {
+        Self {
+            h,
+            w,
+            y: vec![0.0; M * h * w],
+            logits: vec![0.0; h * w],
         }
     }
-    Ok(Latents {
+
+    /// The part inside `r`.
+    pub fn crop(&self, r: &Rect) -> Analysis {
+        let mut out = Analysis::zeros(r.h(), r.w());
+        let (o, s) = (Rect::grid(r.h(), r.w()), (self.w, r));
+        copy_planes(&self.logits, s, &mut out.logits, (r.w(), &o), 1);
+        copy_planes(&self.y, s, &mut out.y, (r.w(), &o), M);
+        out
+    }
+
+    /// Writes `src` into this grid with its top-left corner at row `i0`, column `j0`.
+    pub fn paste(&mut self, i0: usize, j0: usize, src: &Analysis) {
+        let (s, d) = (Rect::grid(src.h, src.w), self.w);
+        let r = Rect {
+            i0,
+            i1: i0 + src.h,
+            j0,
+            j1: j0 + src.w,
+        };
+        copy_planes(&src.logits, (src.w, &s), &mut self.logits, (d, &r), 1);
+        copy_planes(&src.y, (src.w, &s), &mut self.y, (d, &r), M);
+    }
+
+    /// The latents at rate code `q16`: gains, importance levels and the encoder's rounding
+    /// start point.
+    pub fn quantize(&self, weights: &CwWeights, q16: u16) -> Result<Latents, Error> {
+        let (lg, mb) = weights.model.rate_params(rate_pos(q16))?;
+        let gains: Vec<f32> = lg.exp()?.to_vec1()?;
+        let mb: f32 = mb.to_scalar()?;
+        let levels = levels_from_logits(&self.logits, mb);
+        let n = self.h * self.w;
+        let mut values = vec![0i32; M * n];
+        let mut scaled = vec![0f32; M * n];
+        for c in 0..M {
+            for p in 0..n {
+                if c < kept(levels[p]) {
+                    let v = self.y[c * n + p] * gains[c];
+                    scaled[c * n + p] = v;
+                    values[c * n + p] = v.round().clamp(-1e6, 1e6) as i32;
+                }
+            }
+        }
+        Ok(Latents {
+            h: self.h,
+            w: self.w,
+            levels,
+            values,
+            tables: vec![NO_TABLE; M * n],
+            scaled,
+        })
+    }
+}
+
+/// Runs the analysis transform: the encoder-only half, independent of the rate.
+pub fn analyze(weights: &CwWeights, x: &Tensor) -> Result<Analysis, Error> {
+    let (y, logit) = weights.model.analysis(x)?;
+    let (_, _, h, w) = y.dims4()?;
+    Ok(Analysis {
         h,
         w,
-        levels,
-        values,
-        tables: vec![NO_TABLE; M * n],
-        scaled,
+        y: y.flatten_all()?.to_vec1()?,
+        logits: logit.flatten_all()?.to_vec1()?,
     })
 }
 

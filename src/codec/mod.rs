@@ -31,11 +31,8 @@ pub struct EncodeStats {
     pub estimated_bits: f64,
     /// Number of entropy-coded symbols.
     pub symbols: usize,
-}
-
-/// Maps a quality in [0, 1] to the 16-bit value stored in HEAD.
-pub fn quality_to_q16(q: f32) -> Result<u16, Error> {
-    Ok(crate::Quality::new(q)?.q16())
+    /// The rate code in HEAD (format-spec §6.2), which the quality chose.
+    pub rate_code: u16,
 }
 
 /// Interleaved RGB8 of an image (grey replicated, alpha dropped).
@@ -75,63 +72,143 @@ pub fn tile_field(tile_px: u32, width: u32, height: u32) -> Result<u16, Error> {
     Ok(units as u16)
 }
 
-/// Encodes an image with cw weights at quality `q` ∈ [0, 1] in tiles of `tile_px` pixels
+/// A cw encode in two halves: the analysis transform runs once in [`CwEncoder::new`], and
+/// [`CwEncoder::encode`] codes it at any rate code, so a search for a file size repeats only
+/// the cheap half.
+pub struct CwEncoder<'a> {
+    img: &'a Image,
+    weights: &'a CwWeights,
+    tile: u16,
+    analysis: cw::Analysis,
+}
+
+impl<'a> CwEncoder<'a> {
+    /// Analyses `img` for coding in tiles of `tile_px` pixels (0: one tile).
+    pub fn new(img: &'a Image, tile_px: u32, weights: &'a CwWeights) -> Result<Self, Error> {
+        img.check()?;
+        let tile = tile_field(tile_px, img.width, img.height)?;
+        let (w, h) = (img.width as usize, img.height as usize);
+        let (lh, lw) = (h.div_ceil(STRIDE), w.div_ceil(STRIDE));
+        let rgb = rgb_of(img);
+        // The analysis runs in windows of at most DEFAULT_TILE pixels plus the halo, whatever
+        // the coded tiling, so encoder memory stays bounded too; the halo makes the windows
+        // invisible.
+        let mut analysis = cw::Analysis::zeros(lh, lw);
+        for r in cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE) {
+            let g = r.grow(cw::HALO, lh, lw);
+            let x = cw::to_tensor(&rgb, w, h, &g, weights.model.device())?;
+            let a = cw::analyze(weights, &x)?;
+            analysis.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
+        }
+        Ok(Self {
+            img,
+            weights,
+            tile,
+            analysis,
+        })
+    }
+
+    /// The file at rate code `q16` (the HEAD field, format-spec §6.2), carrying `meta`.
+    pub fn encode(&self, q16: u16, meta: &Metadata) -> Result<(Vec<u8>, EncodeStats), Error> {
+        let (img, weights) = (self.img, self.weights);
+        let lat = self.analysis.quantize(weights, q16)?;
+        // Each coded tile is its own rANS stream, so tiles decode independently (and in
+        // parallel).
+        let coded = cw::tiles(lat.h, lat.w, self.tile as usize)
+            .par_iter()
+            .map(|r| {
+                let writer = cw::write_symbols(weights, &lat.crop(r), q16);
+                let stream = writer.finish(&weights.scales, &weights.map_models)?;
+                let bits =
+                    writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
+                Ok((stream, bits, writer.len()))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+
+        let header = Header {
+            width: img.width,
+            height: img.height,
+            color: img.color,
+            model: ModelKind::Cw,
+            weights_id: weights.id,
+            quality: q16,
+            tile: self.tile,
+        };
+        let streams: Vec<&[u8]> = coded.iter().map(|(s, _, _)| s.as_slice()).collect();
+        let out = write_file(&header, img, meta, types::CWLT, &streams)?;
+        let stats = EncodeStats {
+            file_bytes: out.len(),
+            stream_bytes: streams.iter().map(|s| s.len()).sum(),
+            estimated_bits: coded.iter().map(|c| c.1).sum(),
+            symbols: coded.iter().map(|c| c.2).sum(),
+            rate_code: q16,
+        };
+        Ok((out, stats))
+    }
+}
+
+/// Encodes an image with cw weights at rate code `q16` in tiles of `tile_px` pixels
 /// (0: one tile), carrying `meta` in ancillary chunks.
 pub fn encode(
     img: &Image,
-    q: f32,
+    q16: u16,
     tile_px: u32,
     weights: &CwWeights,
     meta: &Metadata,
 ) -> Result<(Vec<u8>, EncodeStats), Error> {
-    let q16 = quality_to_q16(q)?;
-    img.check()?;
-    let tile = tile_field(tile_px, img.width, img.height)?;
-    let (w, h) = (img.width as usize, img.height as usize);
-    let (lh, lw) = (h.div_ceil(STRIDE), w.div_ceil(STRIDE));
-    let rgb = rgb_of(img);
+    CwEncoder::new(img, tile_px, weights)?.encode(q16, meta)
+}
 
-    // The analysis runs in windows of at most DEFAULT_TILE pixels plus the halo, whatever the
-    // coded tiling, so encoder memory stays bounded too; the halo makes the windows invisible.
-    let mut lat = cw::Latents::zeros(lh, lw);
-    for r in cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE) {
-        let g = r.grow(cw::HALO, lh, lw);
-        let x = cw::to_tensor(&rgb, w, h, &g, weights.model.device())?;
-        let a = cw::analyze(weights, &x, q16)?;
-        lat.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
+/// The largest file of at most `max_bytes` among the encodes `encode_at(i)`, `i` in
+/// `0..count`, whose sizes grow with `i` (rate codes, or rnn layer counts). Searches by
+/// interpolating log size between the bracketing encodes (bisecting every other step, so a
+/// bend in the curve cannot stall it) and stops within 1 % under the target. Errors with
+/// [`Error::TargetTooSmall`] when even `i = 0` is larger.
+pub fn encode_to_size(
+    max_bytes: usize,
+    count: usize,
+    encode_at: impl Fn(usize) -> Result<(Vec<u8>, EncodeStats), Error>,
+) -> Result<(Vec<u8>, EncodeStats), Error> {
+    let (mut lo, mut hi) = (0, count - 1);
+    let mut best = encode_at(lo)?;
+    if best.0.len() > max_bytes {
+        return Err(Error::TargetTooSmall {
+            target: max_bytes,
+            smallest: best.0.len(),
+        });
     }
-    drop(rgb);
-
-    // Each coded tile is its own rANS stream, so tiles decode independently (and in parallel).
-    let coded = cw::tiles(lh, lw, tile as usize)
-        .par_iter()
-        .map(|r| {
-            let writer = cw::write_symbols(weights, &lat.crop(r), q16);
-            let stream = writer.finish(&weights.scales, &weights.map_models)?;
-            let bits =
-                writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
-            Ok((stream, bits, writer.len()))
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-
-    let header = Header {
-        width: img.width,
-        height: img.height,
-        color: img.color,
-        model: ModelKind::Cw,
-        weights_id: weights.id,
-        quality: q16,
-        tile,
-    };
-    let streams: Vec<&[u8]> = coded.iter().map(|(s, _, _)| s.as_slice()).collect();
-    let out = write_file(&header, img, meta, types::CWLT, &streams)?;
-    let stats = EncodeStats {
-        file_bytes: out.len(),
-        stream_bytes: streams.iter().map(|s| s.len()).sum(),
-        estimated_bits: coded.iter().map(|c| c.1).sum(),
-        symbols: coded.iter().map(|c| c.2).sum(),
-    };
-    Ok((out, stats))
+    let top = encode_at(hi)?;
+    if top.0.len() <= max_bytes {
+        return Ok(top);
+    }
+    let mut hi_len = top.0.len();
+    let close_enough = max_bytes - max_bytes / 100;
+    let mut step = 0;
+    while hi - lo > 1 && best.0.len() < close_enough {
+        let lo_len = best.0.len();
+        let mid = if step % 2 == 0 && lo_len > 0 {
+            let (a, b, t) = (
+                (lo_len as f64).ln(),
+                (hi_len as f64).ln(),
+                (max_bytes as f64).ln(),
+            );
+            let f = ((t - a) / (b - a)).clamp(0.0, 1.0);
+            (lo as f64 + f * (hi - lo) as f64).round() as usize
+        } else {
+            lo + (hi - lo) / 2
+        }
+        .clamp(lo + 1, hi - 1);
+        step += 1;
+        let got = encode_at(mid)?;
+        if got.0.len() <= max_bytes {
+            lo = mid;
+            best = got;
+        } else {
+            hi = mid;
+            hi_len = got.0.len();
+        }
+    }
+    Ok(best)
 }
 
 /// Writes a whole file: signature, HEAD, metadata, alpha, the coded chunks, DONE.
@@ -168,15 +245,14 @@ fn write_file(
     Ok(out)
 }
 
-/// Encodes an image with rnn weights at quality `q` ∈ [0, 1]: [`rnn::layers_for_quality`]
+/// Encodes an image with rnn weights at rate code `q16`: [`rnn::layers_for_quality`]
 /// layers, one RNLY chunk each.
 pub fn encode_rnn(
     img: &Image,
-    q: f32,
+    q16: u16,
     weights: &RnnWeights,
     meta: &Metadata,
 ) -> Result<(Vec<u8>, EncodeStats), Error> {
-    let q16 = quality_to_q16(q)?;
     img.check()?;
     let layers = rnn::layers_for_quality(q16);
     let coded = rnn::encode_layers(
@@ -202,6 +278,7 @@ pub fn encode_rnn(
         stream_bytes: streams.iter().map(|s| s.len()).sum(),
         estimated_bits: coded.estimated_bits.iter().sum(),
         symbols: coded.raw_bits * layers,
+        rate_code: q16,
     };
     Ok((out, stats))
 }

@@ -1,11 +1,13 @@
-//! The quality knob and the rate coordinate it selects (format-spec §6.2): `-q` ∈ [0, 1] is
-//! stored as `q16 = round(q · 65535)`; q16 picks a position between the trained rate points
-//! (integer arithmetic, so every decoder interpolates the same gains), and the float model
-//! reads the same position as a continuous coordinate t.
+//! The quality knob and the rate code it selects. HEAD stores a 16-bit rate code (format-spec
+//! §6.2): for cw it picks a position between the trained rate points (integer arithmetic, so
+//! every decoder interpolates the same gains), which the float model reads as a continuous
+//! coordinate t; for rnn it gives the number of layers. A [`Quality`] (`-q` ∈ [0, 1]) maps to a
+//! rate code through the encoder's calibration ([`Quality::cw_rate_code`]); decoders never
+//! need that map, so recalibrating it leaves every file as it was.
 
 use crate::arch::cw::RATE_POINTS;
 
-/// A quality in [0, 1] (0: smallest file, 1: best picture), as HEAD stores it.
+/// A quality in [0, 1] (0: smallest file, 1: best picture), held as `round(q · 65535)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Quality(u16);
 
@@ -23,14 +25,39 @@ impl Quality {
         Ok(Self((q * 65535.0).round() as u16))
     }
 
-    /// The quality a HEAD field holds.
+    /// The quality `q16 / 65535`.
     pub fn from_q16(q16: u16) -> Self {
         Self(q16)
     }
 
-    /// The HEAD field: `round(q · 65535)`.
+    /// `round(q · 65535)`; also the rnn rate code (its layer count, format-spec §5).
     pub fn q16(self) -> u16 {
         self.0
+    }
+
+    /// The cw rate code of this quality: piecewise linear between [`CW_RATE_KNOTS`].
+    pub fn cw_rate_code(self) -> u16 {
+        let k = KNOTS_BELOW_ONE as u64;
+        let pos = self.0 as u64 * k;
+        let (i, frac) = ((pos / 65535) as usize, pos % 65535);
+        if i as u64 == k {
+            return CW_RATE_KNOTS[i];
+        }
+        let (a, b) = (CW_RATE_KNOTS[i] as u64, CW_RATE_KNOTS[i + 1] as u64);
+        (a + ((b - a) * frac + 32767) / 65535) as u16
+    }
+
+    /// The quality whose cw rate code is nearest `rate` (the inverse of
+    /// [`cw_rate_code`](Self::cw_rate_code), for showing a file's quality).
+    pub fn from_cw_rate_code(rate: u16) -> Self {
+        let i = CW_RATE_KNOTS[1..]
+            .iter()
+            .position(|&k| rate <= k)
+            .unwrap_or(KNOTS_BELOW_ONE - 1);
+        let (a, b) = (CW_RATE_KNOTS[i] as u64, CW_RATE_KNOTS[i + 1] as u64);
+        let frac = ((rate as u64).clamp(a, b) - a) * 65535 / (b - a);
+        let k = KNOTS_BELOW_ONE as u64;
+        Self(((i as u64 * 65535 + frac + k / 2) / k).min(65535) as u16)
     }
 
     /// The quality in [0, 1].
@@ -43,6 +70,24 @@ impl Quality {
         RatePos::from_q16(self.0)
     }
 }
+
+/// The cw rate code at `-q` = 0, 0.05, 0.10, …, 1 (strictly increasing; `-q 1` is the top of
+/// the trained range). Calibrated so that on photographs `-q x` for x from 0.05 up to where the
+/// model's best quality ends gives at least the PSNR of `cjpeg -quality 100x` in fewer bytes
+/// (`scripts/calibrate-q.sh`: 24 training photographs, a 0.2 dB margin;
+/// kodak-bench/results/calibration.md). kodak-bench/results/SUMMARY.md checks it on Kodak.
+/// Recalibrate when the shipped weights change.
+pub const CW_RATE_KNOTS: [u16; KNOTS_BELOW_ONE + 1] = [
+    0, 20884, 31659, 36337, 39208, 41323, 43148, 44695, 45948, 47162, 48264, 49283, 50453, 51736,
+    53467, 55449, 58414, 62765, 63688, 64612, 65535,
+];
+
+/// The highest `-q` whose JPEG match the calibration promises (past it the model's best
+/// quality falls short of JPEG at quality 100q).
+pub const CW_CALIBRATED_TO: f32 = 0.85;
+
+/// Segments of [`CW_RATE_KNOTS`].
+const KNOTS_BELOW_ONE: usize = 20;
 
 /// Rate coordinate of the best quality, in halves of a rate-point step: `-q 1` sits half a
 /// step beyond the last trained rate point. The gains and the importance bias extrapolate
@@ -113,6 +158,28 @@ mod tests {
         assert!(Quality::new(1.01).is_err() && Quality::new(-0.0001).is_err());
         assert!(Quality::new(f32::NAN).is_err());
         assert_eq!(Quality::from_q16(65535).value(), 1.0);
+    }
+
+    #[test]
+    fn cw_rate_codes_rise_from_zero_to_the_top_and_invert() {
+        assert!(CW_RATE_KNOTS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            (CW_RATE_KNOTS[0], CW_RATE_KNOTS[KNOTS_BELOW_ONE]),
+            (0, 65535)
+        );
+        let code = |q: u16| Quality::from_q16(q).cw_rate_code();
+        assert_eq!((code(0), code(65535)), (0, 65535));
+        assert!((1..=65535u16).all(|q| code(q) >= code(q - 1)));
+        for q in (0..=65535u16).step_by(97) {
+            let back = Quality::from_cw_rate_code(code(q)).q16();
+            // Steep segments map several qualities to one code: the inverse lands within one
+            // code's worth of quality.
+            assert!(
+                code(back).abs_diff(code(q)) <= 1,
+                "{q} -> {} -> {back}",
+                code(q)
+            );
+        }
     }
 
     #[test]
