@@ -112,6 +112,11 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+/// A progress callback, `(done, total)`: the network passes, which take most of an encode or
+/// a cw decode (analysis windows of at most 768×768 pixels when encoding cw, synthesized
+/// tiles when decoding cw). It may be called from any thread.
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// An 8-bit image, samples interleaved row by row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Image {
@@ -373,6 +378,8 @@ pub fn info(bytes: &[u8]) -> Result<Info, Error> {
 /// An encoder/decoder with loaded weights.
 pub struct Codec {
     weights: CwWeights,
+    /// Told how far the network passes of an encode or decode have come.
+    progress: Option<Progress>,
     /// Where the weights of files made with other cw weights are found.
     store: WeightsStore,
     /// rnn weights from a file; `None`: the embedded ones, loaded when first needed.
@@ -397,7 +404,14 @@ impl Codec {
             limits: Limits::default(),
             tile: codec::DEFAULT_TILE,
             model: ModelKind::Cw,
+            progress: None,
         }
+    }
+
+    /// Reports progress to `f` as `(done, total)` ([`Progress`]), e.g. for a progress bar.
+    pub fn with_progress(mut self, f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
+        self.progress = Some(std::sync::Arc::new(f));
+        self
     }
 
     /// The codec on a weights file: cw weights, or rnn weights (which also make rnn the
@@ -530,7 +544,8 @@ impl Codec {
         self.check_encode_limits(img)?;
         match self.model {
             ModelKind::Cw => {
-                let enc = codec::CwEncoder::new(img, self.tile, &self.weights)?;
+                let enc =
+                    codec::CwEncoder::new(img, self.tile, &self.weights, self.progress.as_ref())?;
                 codec::encode_to_size(max_bytes, 65536, |i| enc.encode(i as u16, meta))
             }
             ModelKind::Rnn => {
@@ -556,7 +571,14 @@ impl Codec {
     ) -> Result<(Vec<u8>, EncodeStats), Error> {
         self.check_encode_limits(img)?;
         match self.model {
-            ModelKind::Cw => codec::encode(img, rate_code, self.tile, &self.weights, meta),
+            ModelKind::Cw => codec::encode(
+                img,
+                rate_code,
+                self.tile,
+                &self.weights,
+                meta,
+                self.progress.as_ref(),
+            ),
             ModelKind::Rnn => codec::encode_rnn(img, rate_code, self.rnn_weights()?, meta),
             m => Err(Error::Input(format!("no encoder for model {m:?}"))),
         }
@@ -592,7 +614,12 @@ impl Codec {
     pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
         Ok(match container::read_header(bytes)?.model {
             ModelKind::Rnn => self.decode_layers(bytes, None)?.image,
-            _ => codec::decode(bytes, &*self.cw_weights_for(bytes)?, &self.limits)?,
+            _ => codec::decode(
+                bytes,
+                &*self.cw_weights_for(bytes)?,
+                &self.limits,
+                self.progress.as_ref(),
+            )?,
         })
     }
 
@@ -621,7 +648,13 @@ impl Codec {
         if container::read_header(bytes)?.model == ModelKind::Rnn {
             return codec::crop(&self.decode_layers(bytes, None)?.image, region);
         }
-        codec::decode_region(bytes, &*self.cw_weights_for(bytes)?, &self.limits, region)
+        codec::decode_region(
+            bytes,
+            &*self.cw_weights_for(bytes)?,
+            &self.limits,
+            region,
+            self.progress.as_ref(),
+        )
     }
 }
 
@@ -653,7 +686,7 @@ pub fn decode_with_limits(bytes: &[u8], limits: &Limits) -> Result<Image, Error>
     let weights = match hd.model {
         ModelKind::Cw => WeightsStore::global().cw(&hd.weights_id)?,
         // rnn files are decoded with the embedded rnn weights; the cw weights go unused.
-        _ => return codec::decode(bytes, CwWeights::embedded_shared()?, limits),
+        _ => return codec::decode(bytes, CwWeights::embedded_shared()?, limits, None),
     };
-    codec::decode(bytes, &weights, limits)
+    codec::decode(bytes, &weights, limits, None)
 }

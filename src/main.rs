@@ -28,6 +28,38 @@ struct Cli {
     quiet: bool,
 }
 
+/// Images from this many pixels get a progress bar (on a terminal, without `--quiet`): their
+/// encode or decode takes a few seconds.
+const PROGRESS_PIXELS: u64 = 2_000_000;
+
+/// A progress bar on stderr for the network passes of `codec`, when stderr is a terminal,
+/// warnings are on and the image is large enough to take a while.
+fn with_progress_bar(
+    codec: Codec,
+    pixels: u64,
+    what: &str,
+) -> (Codec, Option<indicatif::ProgressBar>) {
+    use std::io::IsTerminal;
+    if pixels < PROGRESS_PIXELS
+        || QUIET.load(std::sync::atomic::Ordering::Relaxed)
+        || !std::io::stderr().is_terminal()
+    {
+        return (codec, None);
+    }
+    let bar = indicatif::ProgressBar::new(0)
+        .with_message(what.to_string())
+        .with_style(
+            indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    let b = bar.clone();
+    let codec = codec.with_progress(move |done, total| {
+        b.set_length(total as u64);
+        b.set_position(done as u64);
+    });
+    (codec, Some(bar))
+}
+
 /// Set by `--quiet`: [`warn!`] stays silent.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -484,11 +516,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             let pixels = img.width as f64 * img.height as f64;
             let target = target_size.or(target_bpp.map(|b| (b * pixels / 8.0).floor() as usize));
-            let (lic, _) = match target {
+            let (codec, bar) = with_progress_bar(codec, pixels as u64, "analysis");
+            let encoded = match target {
                 Some(bytes) => codec.encode_to_size(&img, bytes, &meta),
                 None => codec.encode_full(&img, quality, &meta),
+            };
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-            .map_err(|e| e.to_string())?;
+            let (lic, _) = encoded.map_err(|e| e.to_string())?;
             write_output(&out, &lic)?;
             if verbose {
                 // One line, as cwebp and cjxl print: what was written and how long it took.
@@ -542,6 +578,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     ))
                 }
             };
+            let pixels = region.map_or(header.width as u64 * header.height as u64, |r| {
+                r.width as u64 * r.height as u64
+            });
+            let (codec, bar) = with_progress_bar(codec, pixels, "synthesis");
             let img = if header.model == lic::ModelKind::Rnn {
                 // rnn files are not tiled: a region is cut from the decoded layers.
                 codec.decode_layers(&bytes, layers).and_then(|d| {
@@ -561,8 +601,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Some(r) => codec.decode_region(&bytes, r),
                     None => codec.decode(&bytes),
                 }
+            };
+            if let Some(b) = bar {
+                b.finish_and_clear();
             }
-            .map_err(|e| format!("cannot decode {input}: {e}"))?;
+            let img = img.map_err(|e| format!("cannot decode {input}: {e}"))?;
             let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;
             let fmt = if out == "-" {
                 image::ImageFormat::Png

@@ -157,7 +157,7 @@ fn damaged_files_give_typed_errors() {
     }
     // The decoder given explicit weights says which it needs and which it has.
     let weights = lic::CwWeights::embedded().unwrap();
-    match lic::codec::decode(&fixed, &weights, &lic::Limits::default()).unwrap_err() {
+    match lic::codec::decode(&fixed, &weights, &lic::Limits::default(), None).unwrap_err() {
         Error::WrongWeights { needed, have } => {
             assert_eq!(needed, "0909090909090909");
             assert_eq!(have, codec.weights_id());
@@ -513,4 +513,37 @@ fn a_files_quality_reads_back_as_encoded() {
         let back = Codec::quality_of(&head).value();
         assert!((back - q).abs() < 1e-3, "{q} read back as {back}");
     }
+}
+
+#[test]
+fn progress_counts_analysis_windows_and_synthesized_tiles() {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let codec = codec()
+        .with_tile_size(64)
+        .with_progress(move |done, total| log.lock().unwrap().push((done, total)));
+    // 800 pixels wide: two analysis windows of at most 768; 13×2 tiles of 64.
+    let (a, b) = (
+        kodak_crop("kodim23.png", 0, 0, 400, 100),
+        kodak_crop("kodim23.png", 300, 200, 400, 100),
+    );
+    let data = a
+        .data
+        .chunks(1200)
+        .zip(b.data.chunks(1200))
+        .flat_map(|(x, y)| [x, y].concat())
+        .collect();
+    let img = Image {
+        width: 800,
+        height: 100,
+        color: ColorType::Rgb,
+        data,
+    };
+    let bytes = codec.encode(&img, 0.5).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 2), (2, 2)]);
+    seen.lock().unwrap().clear();
+    codec.decode(&bytes).unwrap();
+    let want: Vec<(usize, usize)> = (1..=26).map(|d| (d, 26)).collect();
+    assert_eq!(*seen.lock().unwrap(), want);
 }

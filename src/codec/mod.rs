@@ -17,7 +17,7 @@ use crate::container::{
 };
 use crate::model::cw::{M, STRIDE};
 use crate::model::weights::{id_hex, CwWeights, RnnWeights};
-use crate::{Error, Image, Limits, Metadata};
+use crate::{Error, Image, Limits, Metadata, Progress};
 use cw::Rect;
 
 /// Statistics of one encode, for rate checks.
@@ -83,8 +83,14 @@ pub struct CwEncoder<'a> {
 }
 
 impl<'a> CwEncoder<'a> {
-    /// Analyses `img` for coding in tiles of `tile_px` pixels (0: one tile).
-    pub fn new(img: &'a Image, tile_px: u32, weights: &'a CwWeights) -> Result<Self, Error> {
+    /// Analyses `img` for coding in tiles of `tile_px` pixels (0: one tile), reporting each
+    /// analysis window to `progress`.
+    pub fn new(
+        img: &'a Image,
+        tile_px: u32,
+        weights: &'a CwWeights,
+        progress: Option<&Progress>,
+    ) -> Result<Self, Error> {
         img.check()?;
         let tile = tile_field(tile_px, img.width, img.height)?;
         let (w, h) = (img.width as usize, img.height as usize);
@@ -94,11 +100,15 @@ impl<'a> CwEncoder<'a> {
         // the coded tiling, so encoder memory stays bounded too; the halo makes the windows
         // invisible.
         let mut analysis = cw::Analysis::zeros(lh, lw);
-        for r in cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE) {
+        let windows = cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE);
+        for (done, r) in windows.iter().enumerate() {
             let g = r.grow(cw::HALO, lh, lw);
             let x = cw::to_tensor(&rgb, w, h, &g, weights.model.device())?;
             let a = cw::analyze(weights, &x)?;
             analysis.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
+            if let Some(p) = progress {
+                p(done + 1, windows.len());
+            }
         }
         Ok(Self {
             img,
@@ -148,15 +158,16 @@ impl<'a> CwEncoder<'a> {
 }
 
 /// Encodes an image with cw weights at rate code `q16` in tiles of `tile_px` pixels
-/// (0: one tile), carrying `meta` in ancillary chunks.
+/// (0: one tile), carrying `meta` in ancillary chunks; `progress` hears of each analysis window.
 pub fn encode(
     img: &Image,
     q16: u16,
     tile_px: u32,
     weights: &CwWeights,
     meta: &Metadata,
+    progress: Option<&Progress>,
 ) -> Result<(Vec<u8>, EncodeStats), Error> {
-    CwEncoder::new(img, tile_px, weights)?.encode(q16, meta)
+    CwEncoder::new(img, tile_px, weights, progress)?.encode(q16, meta)
 }
 
 /// The largest file of at most `max_bytes` among the encodes `encode_at(i)`, `i` in
@@ -456,7 +467,12 @@ impl Region {
 
 /// Decodes a file within `limits`: cw files with `weights`, rnn files with the embedded rnn
 /// weights (all of their complete layers).
-pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Image, Error> {
+pub fn decode(
+    bytes: &[u8],
+    weights: &CwWeights,
+    limits: &Limits,
+    progress: Option<&Progress>,
+) -> Result<Image, Error> {
     let hd = crate::container::read_header(bytes)?;
     if hd.model == ModelKind::Rnn {
         return Ok(decode_rnn(bytes, RnnWeights::embedded_shared()?, limits, None)?.image);
@@ -467,17 +483,18 @@ pub fn decode(bytes: &[u8], weights: &CwWeights, limits: &Limits) -> Result<Imag
         width: hd.width,
         height: hd.height,
     };
-    decode_region(bytes, weights, limits, all)
+    decode_region(bytes, weights, limits, all, progress)
 }
 
 /// Decodes only `region` of a file: the tiles under it are synthesized, and only they and
 /// their neighbours (for the halo) are entropy-decoded. The pixels equal those of the same
-/// region in a whole decode.
+/// region in a whole decode. `progress` hears of each synthesized tile.
 pub fn decode_region(
     bytes: &[u8],
     weights: &CwWeights,
     limits: &Limits,
     region: Region,
+    progress: Option<&Progress>,
 ) -> Result<Image, Error> {
     let file = Container::parse(bytes)?;
     let hd = &file.header;
@@ -518,7 +535,8 @@ pub fn decode_region(
 
     let ch = hd.color.channels();
     let mut data = vec![0u8; rw * rh * ch];
-    for r in draw {
+    let tiles = draw.len();
+    for (done, r) in draw.into_iter().enumerate() {
         let g = r.grow(cw::HALO, lh, lw);
         let rgb = cw::synthesize(weights, &lat.crop(&g), hd.quality)?;
         let gw = g.w() * STRIDE;
@@ -533,6 +551,9 @@ pub fn decode_region(
                     alpha.as_ref().map(|a| a[y * w + x]),
                 );
             }
+        }
+        if let Some(p) = progress {
+            p(done + 1, tiles);
         }
     }
     Ok(Image {
