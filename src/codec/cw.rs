@@ -417,7 +417,7 @@ struct RdRounding<'a> {
 
 /// µ of [`RdRounding`] at rate coordinates 0, 2 and [`T_TOP`], linear in between. Tuned on
 /// the ten held-out training images (`Dataset`'s validation split copied to a folder, then
-/// `kodak-bench FOLDER --no-webp --lic-points 9`; NOTES.md, ninth session): a constant
+/// `kodak-bench FOLDER --no-webp --lic-points 9`; the runs are in CHANGELOG.md, 2026-11-29): a constant
 /// 0.05 / 0.1 / 0.15 / 0.2 moved the BD-rate against JPEG from −27.3 % to −28.6 / −29.1 /
 /// −28.1 / −26.4 %, gaining below ~1 bpp and losing above; these knots measured −29.3 %
 /// (−30.0 % once the weights dropped the shrink, where 0.8× and 1.3× of them measured −30.0

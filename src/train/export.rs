@@ -136,13 +136,13 @@ pub fn int_params(
 
 /// How far toward zero a coded value's reconstruction moves, as a fraction of the centroid
 /// shift of its table's Laplace bin; 0 writes no `int.recon_shrink` tensor. With plain
-/// rounding the true latents sit at that centroid (`examples/centroids.rs`) and 0.5 gained
-/// the most (+0.03 to +0.06 dB up to 0.6 bpp on ten held-out training images, against 0.35
-/// and 0.65; seventh session). But the encoder rounds for rate and distortion now
+/// rounding the true latents sit at that centroid (`dev/experiments/centroids.rs`) and 0.5
+/// gained the most (+0.03 to +0.06 dB up to 0.6 bpp on ten held-out training images, against
+/// 0.35 and 0.65). But the encoder rounds for rate and distortion
 /// (`codec::cw::RdRounding`), which moves the cheap near-half values to zero, so the values
 /// left at ±1 sit further out: with it, BD-rate against JPEG on the same images (9 -q
-/// values) measured −29.3 / −29.6 / −29.8 / −30.0 % at α = 0.5 / 0.3 / 0.15 / 0 (ninth
-/// session).
+/// values) measured −29.3 / −29.6 / −29.8 / −30.0 % at α = 0.5 / 0.3 / 0.15 / 0 (runs in
+/// CHANGELOG.md, 2026-11-29).
 pub const RECON_SHRINK_ALPHA: f64 = 0.0;
 
 /// `s(b) = ½ − b + 1/(e^(1/b) − 1)`: the distance from the centre of a Laplace(0, b) bin

@@ -438,10 +438,10 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     let (mut acc_loss, mut acc_psnr, mut acc_bpp, mut acc_n) = (0.0, 0.0, 0.0, 0);
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
         let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
-        // Not up to T_TOP: with the extrapolated half step drawn too (λ up to 0.098) the
-        // mean gradient norm rose from ~2 to ~13 within 200 steps (the live weights' norm at
-        // t = 4: 50, against 30 after 540 steps drawn in [0, 4]; eighth session). Reverted
-        // as a precaution, not because it was shown to hurt (NOTES.md).
+        // Not up to T_TOP, as a precaution (not shown to hurt): with the extrapolated half
+        // step drawn too (λ up to 0.098) the mean gradient norm rose from ~2 to ~13 within
+        // 200 steps (the live weights' norm at t = 4: 50, against 30 after 540 steps drawn
+        // in [0, 4]; CHANGELOG.md, 2026-11-29).
         let pos = RatePos::from_t(rng.gen_range(0.0..(RATE_POINTS - 1) as f64));
         let out = model.train_forward(&x, pos, cfg.ste)?;
         let mse = (&out.x_hat - &x)?.sqr()?.mean_all()?;
