@@ -1,8 +1,8 @@
 //! Decode speed of the rnn model (issue 4's target: all layers of a 768x512 image at
 //! 0.5 bpp in at most 1.5 s on the 2-core reference machine), and the time per layer.
 //!
-//! With embedded rnn weights the file is kodim23 at the largest layer count that stays within
-//! 0.5 bpp. Without them (none shipped yet) the weights are random: the networks cost the
+//! With the embedded rnn weights the file is kodim23 at the largest layer count that stays
+//! within 0.5 bpp. Without them (a build without `weights/rnn.safetensors`) the weights are random: the networks cost the
 //! same whatever their values, but the layer count is then fixed at 8, about what 0.5 bpp
 //! takes with trained weights and the entropy-coded bits (~0.06 bpp a layer).
 
@@ -21,7 +21,7 @@ fn random_rnn_codec() -> Codec {
     let vm = VarMap::new();
     RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let p_one = vec![32768u16; BIT_CONTEXTS];
-    Codec::from_weights_bytes(&lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
+    Codec::from_weights_bytes(&lic_train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
 }
 
 /// Quality of `k` layers (the CLI's mapping is 1 + round(q·11)).

@@ -28,8 +28,8 @@ pub fn container(data: &[u8]) {
 
 /// rnn weights that are the same in every run (so files made with them, the seeds, keep
 /// their weights id): the model's shapes filled from a fixed sequence, scaled like a fresh
-/// initialisation, and an uneven bit table. No rnn weights are shipped yet; the rnn decoder's
-/// handling of hostile files does not depend on their values.
+/// initialisation, and an uneven bit table. Fixed weights, not the shipped ones, keep the seeds
+/// decodable across weights updates; the rnn decoder's handling of hostile files does not depend on their values.
 pub fn fixed_rnn_weights() -> Vec<u8> {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::{VarBuilder, VarMap};
@@ -61,7 +61,7 @@ pub fn fixed_rnn_weights() -> Vec<u8> {
     let p_one: Vec<u16> = (0..lic::entropy::bits::BIT_CONTEXTS)
         .map(|i| 4096 + (i * 7919 % 57000) as u16)
         .collect();
-    lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()
+    lic_train::rnn::weights_bytes(&vm, &p_one).unwrap()
 }
 
 /// The codec the decode check runs: the shipped cw weights, the fixed rnn weights, tiny limits.

@@ -11,5 +11,5 @@ for f in ../format-spec/golden/*.lic; do
     { printf '\x00'; cat "$f"; } > "corpus/decode/$n-0"
     { printf '\x01'; cat "$f"; } > "corpus/decode/$n-1"
 done
-# rnn files made with the decode check's fixed rnn weights (no rnn weights are shipped yet).
+# rnn files made with the decode check's fixed rnn weights (fixed, so the seeds outlive rnn weights updates).
 (cd .. && cargo test --release --test fuzz_regressions -- --ignored write_rnn_seeds)

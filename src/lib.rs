@@ -30,8 +30,6 @@ pub mod image_integration;
 pub mod metrics;
 pub mod model;
 pub mod stream;
-#[cfg(feature = "train")]
-pub mod train;
 
 use std::path::Path;
 

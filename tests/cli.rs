@@ -366,7 +366,6 @@ fn icc_profile_and_exif_travel_through() {
 }
 
 #[test]
-#[cfg(feature = "train")]
 fn rnn_files_from_the_command_line() {
     // Untrained rnn weights: the command line's behaviour does not depend on their quality.
     let dir = tempfile::tempdir().unwrap();
@@ -381,7 +380,7 @@ fn rnn_files_from_the_command_line() {
     let weights = dir.path().join("rnn.safetensors");
     std::fs::write(
         &weights,
-        lic::train::rnn::weights_bytes(&vm, &table).unwrap(),
+        lic_train::rnn::weights_bytes(&vm, &table).unwrap(),
     )
     .unwrap();
     let png = dir.path().join("in.png");

@@ -351,12 +351,11 @@ fn a_region_decodes_to_the_same_pixels_as_the_whole() {
 }
 
 /// The shipped weights file with its tensors filtered by `keep` and then `edit`ed.
-#[cfg(feature = "train")]
 fn shipped_weights_edited(
     keep: &dyn Fn(&str) -> bool,
-    edit: &dyn Fn(&mut lic::train::export::Tensors),
+    edit: &dyn Fn(&mut lic_train::export::Tensors),
 ) -> Vec<u8> {
-    use lic::train::export::{safetensors_bytes, Tensors};
+    use lic_train::export::{safetensors_bytes, Tensors};
     let st = safetensors::SafeTensors::deserialize(lic::model::weights::EMBEDDED_CW).unwrap();
     let mut t: Tensors = st
         .tensors()
@@ -369,13 +368,11 @@ fn shipped_weights_edited(
 }
 
 /// The shipped weights without the tensors `drop` names.
-#[cfg(feature = "train")]
 fn shipped_weights_without(drop: &dyn Fn(&str) -> bool) -> Vec<u8> {
     shipped_weights_edited(&|n| !drop(n), &|_| {})
 }
 
 #[test]
-#[cfg(feature = "train")]
 fn anchor_context_saves_bytes_at_the_same_quality() {
     // Without the reconstruction shrink on both sides: it depends on the scale tables, which
     // the anchor context changes. The encoder's rate-distortion rounding depends on them too,
@@ -415,12 +412,11 @@ fn anchor_context_saves_bytes_at_the_same_quality() {
 }
 
 #[test]
-#[cfg(feature = "train")]
 fn reconstruction_shrink_moves_pixels_not_symbols() {
     // The shipped weights code without a shrink (export::RECON_SHRINK_ALPHA); the format
     // keeps it (spec §5 step 3), so add an α = 0.5 table and synthesize
     // the same decoded latents with and without it.
-    let shrink = lic::train::export::recon_shrink(0.5);
+    let shrink = lic_train::export::recon_shrink(0.5);
     let bytes = i32_le(&shrink);
     let with = shipped_weights_edited(&|n| n != "int.recon_shrink", &|t| {
         t.insert(
@@ -460,7 +456,6 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
     assert!(msg.contains("reconstruction shrink"), "{msg}");
 }
 
-#[cfg(feature = "train")]
 fn i32_le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

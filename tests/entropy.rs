@@ -103,7 +103,6 @@ fn leftover_or_damaged_streams_are_errors() {
 /// The integer anchor context (spec §6.4b) computes what the float network it was exported
 /// from computes, to within the fixed-point rounding: same inputs, same order, same taps.
 #[test]
-#[cfg(feature = "train")]
 fn integer_anchor_context_follows_the_float_network() {
     use lic::model::cw::{slice_start, CTX_CLIP, M, SLICES};
     let w = lic::model::weights::CwWeights::embedded().unwrap();
@@ -141,7 +140,7 @@ fn integer_anchor_context_follows_the_float_network() {
         .to_vec1()
         .unwrap();
     // ln σ → scale-index units ·2^8.
-    let unit = 256.0 / lic::train::export::index_step();
+    let unit = 256.0 / lic_train::export::index_step();
     let n = h * wd;
     let (mut worst, mut sum, mut count) = (0f64, 0f64, 0usize);
     for k in 1..SLICES {

@@ -1,8 +1,7 @@
 //! Replays every input the fuzzers (`fuzz/`, cargo-fuzz) ever found a failure with, through
 //! the same checks the fuzz targets run (`fuzz/checks.rs`), plus the golden vectors as a
 //! smoke input. A finding is saved as `tests/fuzz-regressions/<target>/<name>` when fixed.
-//! The checks build their rnn codec with the trainer's weight writer, hence the feature.
-#![cfg(feature = "train")]
+//! The checks build their rnn codec with the trainer's weight writer (`lic-train`).
 
 #[path = "../fuzz/checks.rs"]
 mod checks;

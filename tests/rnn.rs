@@ -1,8 +1,7 @@
 //! The rnn format with an untrained model (random weights, a flat bit table): what every rnn
 //! file must do whatever the weights — round trips of every layer count, prefixes and cuts,
 //! the streaming decoder's pictures, and the error kinds. Quality with the shipped weights is
-//! checked in `tests/codec.rs`.
-#![cfg(feature = "train")]
+//! measured by kodak-bench (`lic-rnn` in its results).
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
@@ -19,7 +18,7 @@ fn random_rnn_codec() -> Codec {
     let p_one: Vec<u16> = (0..BIT_CONTEXTS)
         .map(|i| 4096 + (i * 7919 % 57000) as u16)
         .collect();
-    Codec::from_weights_bytes(&lic::train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
+    Codec::from_weights_bytes(&lic_train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
 }
 
 fn image(w: u32, h: u32, color: ColorType) -> Image {

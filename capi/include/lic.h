@@ -23,8 +23,8 @@ extern "C" {
 
 /* Decoder limits, checked against the header before anything is allocated. */
 typedef struct LicLimits {
-    uint32_t max_width;  /* default 16384 */
-    uint32_t max_height; /* default 16384 */
+    uint32_t max_width;  /* default 65536 */
+    uint32_t max_height; /* default 65536 */
     uint64_t max_pixels; /* default 64 Mi pixels */
     uint64_t max_memory; /* default 2 GiB: the decoder's estimate of what it allocates */
 } LicLimits;

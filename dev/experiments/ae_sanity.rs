@@ -39,7 +39,7 @@ fn main() -> candle_core::Result<()> {
             ..Default::default()
         },
     )?;
-    let ds = lic::train::data::Dataset::load(
+    let ds = lic_train::data::Dataset::load(
         std::path::Path::new(&std::env::var("DATA").unwrap_or("/tmp/one".into())),
         64,
         &[],

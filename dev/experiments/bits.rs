@@ -12,7 +12,7 @@ fn main() {
     let bytes = std::fs::read(&args[1]).unwrap();
     let weights = CwWeights::from_bytes(&bytes).unwrap();
     let codec = Codec::from_weights_bytes(&bytes).unwrap().with_tile_size(0);
-    let files = lic::train::data::image_files(args[2].as_ref()).unwrap();
+    let files = lic_train::data::image_files(args[2].as_ref()).unwrap();
     for q in [0.1f32, 0.4, 0.7, 1.0] {
         // [slice] anchors bits per quincunx half (i even / i odd), then non-anchors
         let mut a = vec![[0f64; 2]; SLICES];

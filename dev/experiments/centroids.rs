@@ -15,7 +15,7 @@ fn main() {
     // One tile, so one CWLT stream holds the whole latent grid.
     let codec = Codec::from_weights_bytes(&bytes).unwrap().with_tile_size(0);
     let every: usize = args.get(3).map_or(10, |s| s.parse().unwrap());
-    let files = lic::train::data::image_files(args[2].as_ref()).unwrap();
+    let files = lic_train::data::image_files(args[2].as_ref()).unwrap();
     // [t][0 = |ŷ| 1, 1 = |ŷ| ≥ 2] → (sum of shrink, count)
     let mut acc = vec![[(0f64, 0u64); 2]; lic::model::cw::SCALE_COUNT];
     let dev = candle_core::Device::Cpu;
@@ -62,7 +62,7 @@ fn main() {
     println!("t      b  laplace  |y|=1 (n)         |y|>=2 (n)");
     for (t, a) in acc.iter().enumerate() {
         let b = lic::entropy::tables::scale_of(t);
-        let lap = lic::train::export::centroid_shift(b);
+        let lap = lic_train::export::centroid_shift(b);
         let m = |i: usize| a[i].0 / a[i].1.max(1) as f64;
         println!(
             "{t:2} {b:6.3} {lap:7.3}  {:6.3} ({:8})  {:6.3} ({:8})",

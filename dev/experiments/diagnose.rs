@@ -31,12 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::path::Path::new(&args[1]);
     let model = CwModel::with_synthesis(
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
-        lic::train::synthesis_of(path)?,
+        lic_train::synthesis_of(path)?,
     )?;
-    lic::train::load_into(&mut vm, path)?;
+    lic_train::load_into(&mut vm, path)?;
     for f in &args[2..] {
-        let p = lic::train::data::load_picture(std::path::Path::new(f))?;
-        let x = lic::train::data::centre_crop(&p, 256, &dev)?;
+        let p = lic_train::data::load_picture(std::path::Path::new(f))?;
+        let x = lic_train::data::centre_crop(&p, 256, &dev)?;
         let (y, logit) = model.analysis(&x)?;
         let plain = psnr(&model.synthesis(&y)?, &x);
         print!(

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Synthesis::Igdn,
     )?;
     vm.load(&args[1])?;
-    let ds = lic::train::data::Dataset::load(std::path::Path::new(&args[2]), 128, &[])?;
+    let ds = lic_train::data::Dataset::load(std::path::Path::new(&args[2]), 128, &[])?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let x = ds.batch(&mut rng, 8, 128, &dev)?;
     for t in [0.0, 1.0, 2.0, 3.0, 3.5, 4.0, 4.25, 4.5] {

@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let wbytes = std::fs::read(&args[2])?;
     let weights = CwWeights::from_bytes(&wbytes)?;
     let codec = Codec::from_weights_bytes(&wbytes)?.with_tile_size(0);
-    let files = lic::train::data::image_files(std::path::Path::new(&args[3]))?;
+    let files = lic_train::data::image_files(std::path::Path::new(&args[3]))?;
     let qs: Vec<f32> = if args.len() > 4 {
         args[4..].iter().map(|s| s.parse().unwrap()).collect()
     } else {
@@ -37,8 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut float_bits, mut real_bits, mut est_bits) = (0.0, 0.0, 0.0);
         let (mut float_syms, mut int_syms, mut int_latent_bits) = (0.0, 0usize, 0.0);
         for f in &files {
-            let p = lic::train::data::load_picture(f)?;
-            let x = lic::train::data::centre_crop(&p, 256, &dev)?;
+            let p = lic_train::data::load_picture(f)?;
+            let x = lic_train::data::centre_crop(&p, 256, &dev)?;
             let (b, n) = latent_bits(&model, &x, pos)?;
             float_bits += b;
             float_syms += n;

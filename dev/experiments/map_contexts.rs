@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use lic::codec::cw::levels_from_logits;
 use lic::entropy::params::IntParams;
 use lic::model::cw::{CwModel, RatePos, LEVELS, T_TOP};
-use lic::train::data::{centre_crop, image_files, load_picture, VAL_EVERY};
+use lic_train::data::{centre_crop, image_files, load_picture, VAL_EVERY};
 
 /// A context scheme: the context of (i, j) from the levels so far and the rate coordinate.
 type Scheme = fn(&[u8], usize, usize, usize, f64) -> usize;

@@ -64,15 +64,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut vm = VarMap::new();
     let model = CwModel::with_synthesis(
         VarBuilder::from_varmap(&vm, DType::F32, &dev),
-        lic::train::synthesis_of(path)?,
+        lic_train::synthesis_of(path)?,
     )?;
-    lic::train::load_into(&mut vm, path)?;
+    lic_train::load_into(&mut vm, path)?;
     let pos = lic::codec::cw::rate_pos((q * 65535.0).round() as u16);
     let lambda = lic::model::cw::lambda(pos) * 255.0 * 255.0;
     let (mut b0, mut p0, mut b1, mut p1) = (0.0, 0.0, 0.0, 0.0);
     for f in &args[6..] {
-        let pic = lic::train::data::load_picture(std::path::Path::new(f))?;
-        let x = lic::train::data::centre_crop(&pic, 256, &dev)?;
+        let pic = lic_train::data::load_picture(std::path::Path::new(f))?;
+        let x = lic_train::data::centre_crop(&pic, 256, &dev)?;
         let pixels = (x.elem_count() / 3) as f64;
         let (y, logit) = model.analysis(&x)?;
         let (y, logit) = (y.detach(), logit.detach());

@@ -22,8 +22,8 @@ use nalgebra::{DMatrix, SymmetricEigen};
 use rand::Rng;
 
 use super::data::Dataset;
-use crate::model::cw::{CwModel, Synthesis, LEVELS, M};
-use crate::model::layers::space_to_depth;
+use lic::model::cw::{CwModel, Synthesis, LEVELS, M};
+use lic::model::layers::space_to_depth;
 
 /// Principal axes of the rows of `v` (n × d).
 pub(super) struct Pca {
@@ -252,7 +252,7 @@ pub fn pca_init(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::data::Picture;
+    use crate::data::Picture;
     use candle_nn::VarBuilder;
     use rand::SeedableRng;
 

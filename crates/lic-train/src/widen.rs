@@ -17,7 +17,7 @@ use rand::Rng;
 
 use super::data::Dataset;
 use super::pca_init::{pca, rows, set};
-use crate::model::cw::{CwModel, CH_PER_LEVEL, LEVELS, M};
+use lic::model::cw::{CwModel, CH_PER_LEVEL, LEVELS, M};
 
 /// How the tensors of an `m_old`-channel model map into the `M`-channel one.
 pub struct Widening {

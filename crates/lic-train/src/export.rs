@@ -1,4 +1,4 @@
-//! `lic export`: checkpoint → shipped weights file.
+//! `lic-train export`: checkpoint → shipped weights file.
 //!
 //! The float transform tensors are stored as f16. The entropy path is converted to integers
 //! (format-spec/README.md §6): scale-index tables in 1/256 steps, the context network with
@@ -14,10 +14,10 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use super::data::{image_files, load_picture};
-use crate::codec::cw::levels_from_logits;
-use crate::entropy::params::{IntMlp, IntParams, HIDDEN_FRAC_BITS, INDEX_FRAC_BITS, MAP_CONTEXTS};
-use crate::entropy::tables::quantize;
-use crate::model::cw::{
+use lic::codec::cw::levels_from_logits;
+use lic::entropy::params::{IntMlp, IntParams, HIDDEN_FRAC_BITS, INDEX_FRAC_BITS, MAP_CONTEXTS};
+use lic::entropy::tables::quantize;
+use lic::model::cw::{
     CwModel, RatePos, LEVELS, RATE_POINTS, SCALE_COUNT, SCALE_MAX, SCALE_MIN, SLICES,
 };
 
@@ -154,9 +154,9 @@ pub fn centroid_shift(b: f64) -> f64 {
 /// The reconstruction shrink of every scale table (spec §5 step 3), ·2^16:
 /// `α·`[`centroid_shift`]`(b_t)`.
 pub fn recon_shrink(alpha: f64) -> Vec<i32> {
-    (0..crate::model::cw::SCALE_COUNT)
+    (0..lic::model::cw::SCALE_COUNT)
         .map(|t| {
-            let s = centroid_shift(crate::entropy::tables::scale_of(t));
+            let s = centroid_shift(lic::entropy::tables::scale_of(t));
             (alpha * s * 65536.0).round() as i32
         })
         .collect()

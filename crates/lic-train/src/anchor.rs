@@ -1,4 +1,4 @@
-//! `lic train --anchor-context`: fits the anchor-context networks (spec §6.4b) of a trained
+//! `lic-train train --anchor-context`: fits the anchor-context networks (spec §6.4b) of a trained
 //! cw model with everything else frozen. Only the rate of the rounded latents depends on
 //! them, so no synthesis runs: the analysis codes a pool of training crops once, and the
 //! networks train on those latents in minutes. The run keeps the weights that code the
@@ -11,7 +11,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
 use super::{data, load_into, open_run, save_atomic, synthesis_of, TrainConfig};
-use crate::model::cw::{laplace_bits, CwModel, RatePos, M, RATE_POINTS, T_TOP};
+use lic::model::cw::{laplace_bits, CwModel, RatePos, M, RATE_POINTS, T_TOP};
 
 /// Training crops coded per batch of the latent pool, and batches in it.
 const POOL_BATCHES: usize = 128;

@@ -1,6 +1,6 @@
-//! `lic train`: rate-distortion training of the cw model with candle, and `lic export`,
-//! which turns a checkpoint into a shipped weights file (f16 transforms + the integer
-//! entropy path).
+//! lic's trainer (`lic-train train`): rate-distortion training of the cw model with candle,
+//! and `lic-train export`, which turns a checkpoint into a shipped weights file (f16
+//! transforms + the integer entropy path).
 //!
 //! Each step draws a rate coordinate t uniformly in [0, RATE_POINTS − 1] (so every `-q`
 //! between the trained points is trained too; the top half step that `-q` extrapolates to
@@ -22,8 +22,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 
-use crate::model::cw::{CwModel, RatePos, Synthesis, RATE_POINTS, T_TOP};
 use data::Dataset;
+use lic::model::cw::{CwModel, RatePos, Synthesis, RATE_POINTS, T_TOP};
 
 /// Settings of a training run.
 #[derive(Clone, Debug)]
@@ -347,7 +347,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
                 log,
                 "# widened from {} to {} latent channels",
                 w.old_channels(),
-                crate::model::cw::M
+                lic::model::cw::M
             )?;
             let report = w.fill_new_channels(&vm, &model, &ds, &mut rng, 64, 128)?;
             writeln!(log, "# {report}")?;
@@ -448,7 +448,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         let bpp = (&out.bits / (cfg.batch * cfg.patch * cfg.patch) as f64)?;
         let rate_weight = ((step + 1) as f64 / cfg.warmup.max(1) as f64).min(1.0);
         let loss =
-            ((&mse * (crate::model::cw::lambda(pos) * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
+            ((&mse * (lic::model::cw::lambda(pos) * 255.0 * 255.0))? + (&bpp * rate_weight)?)?;
         let mut grads = loss.backward()?;
         clip.apply(&mut grads, &all_vars)?;
         let ramp = restart_ramp(step - first_step);
@@ -517,7 +517,7 @@ pub fn synthesis_of(path: &Path) -> Result<Synthesis, Box<dyn std::error::Error>
 }
 
 /// Loads a checkpoint or a shipped weights file (f16, with extra integer tensors) into the
-/// variables that exist in `vm`. A cw file with fewer latent channels than [`crate::model::cw::M`]
+/// variables that exist in `vm`. A cw file with fewer latent channels than [`lic::model::cw::M`]
 /// is widened on the way (see [`widen`]), and the widening is returned.
 pub fn load_into(
     vm: &mut VarMap,
@@ -530,11 +530,11 @@ pub fn load_into(
         .ok()
         .and_then(|v| v.shape().get(1).copied());
     let widening = match m_file {
-        Some(m) if m != crate::model::cw::M => Some(widen::Widening::new(m).ok_or_else(|| {
+        Some(m) if m != lic::model::cw::M => Some(widen::Widening::new(m).ok_or_else(|| {
             format!(
                 "{} has {m} latent channels: cannot widen to {}",
                 path.display(),
-                crate::model::cw::M
+                lic::model::cw::M
             )
         })?),
         _ => None,

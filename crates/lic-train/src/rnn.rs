@@ -1,4 +1,4 @@
-//! `lic train --model rnn`: the recurrent model on small random crops (what it was designed
+//! `lic-train train --model rnn`: the recurrent model on small random crops (what it was designed
 //! for), every step unrolled over all [`MAX_ITERS`] iterations, loss = mean over iterations
 //! of the mean absolute residual (Toderici et al.), Adam, the same adaptive gradient clipping
 //! and checkpointing as cw.
@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use super::data::{self, Dataset};
 use super::export;
 use super::{load_into, open_run, read_step, restart_ramp, save_checkpoint, GradClip, TrainConfig};
-use crate::entropy::bits::{BitModel, BIT_CONTEXTS};
-use crate::model::rnn::{bits_of, bits_tensor, RnnModel, MAX_ITERS, STRIDE};
+use lic::entropy::bits::{BitModel, BIT_CONTEXTS};
+use lic::model::rnn::{bits_of, bits_tensor, RnnModel, MAX_ITERS, STRIDE};
 
 /// Validation on the held-out images (centre crops of at most 128²) with the inference
 /// binarizer (sign): mean PSNR after each iteration.
