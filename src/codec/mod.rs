@@ -357,11 +357,13 @@ pub fn decode_rnn(
     })
 }
 
-/// An estimate of the peak bytes [`decode`] allocates for a file with this header: the
-/// output image, the alpha plane, the latent grid, and the synthesis of the largest tile.
-/// (Measured for a 6000×4000 RGB file in 768-pixel tiles, 320 channels: 694 MiB estimated,
-/// 748 MB peak RSS of the whole `lic decode` process with mimalloc purging freed memory, which
-/// also holds the weights and the PNG output; 1395 MB with the CLI's default of keeping it.)
+/// What a decoding process holds whatever the image: the weights as f32 and as loaded, the
+/// entropy tables, the code and the runtime (measured: 56–63 MiB for a 33×17 file).
+pub const RESIDENT: u64 = 64 << 20;
+
+/// An estimate of the peak memory of a process that decodes a file with this header:
+/// [`RESIDENT`], the output image, the alpha plane, the latent grid, and the synthesis of the
+/// largest tile.
 pub fn decode_memory(hd: &Header) -> u64 {
     let (w, h) = (hd.width as u64, hd.height as u64);
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
@@ -384,18 +386,21 @@ pub fn decode_memory(hd: &Header) -> u64 {
         (t + 2 * cw::HALO as u64).min(n)
     };
     let area = side(lh) * side(lw);
-    // Synthesis stage i runs at 4^i·area positions: the 3×3 im2col of its input, the input,
-    // and the convolution output, depth-to-space and non-linearity copies (3 × 4·cout).
-    let working = crate::arch::cw::SYNTHESIS
+    // Synthesis stage i runs at 4^i·area positions on whole-tile tensors for its input (cin
+    // channels) and output (cout channels at four times the positions); its temporaries live
+    // in bands of bounded size (`model::layers::in_row_bands`).
+    let stage = crate::arch::cw::SYNTHESIS
         .iter()
         .enumerate()
-        .map(|(i, &(cin, cout))| (cin * 10 + 12 * cout) as u64 * (area << (2 * i)))
+        .map(|(i, &(cin, cout))| (cin + 4 * cout) as u64 * (area << (2 * i)))
         .max()
         .unwrap_or(0)
-        * 4
+        * 4;
+    let working = stage
+        + crate::model::layers::BAND_TEMPORARIES
         + (M as u64 * 4 + 4) * area // the tile's latents as f32
         + 16 * area * 256 * 3; // its pixels as f32 and u8
-    image + alpha + latents + working
+    RESIDENT + image + alpha + latents + working
 }
 
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.

@@ -18,7 +18,7 @@
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::layers::{depth_to_space, space_to_depth, Conv, Gdn};
+use super::layers::{depth_to_space, in_row_bands, space_to_depth, Conv, Gdn};
 
 pub use lic_format::arch::cw::*;
 pub use lic_format::rate::{RatePos, T_TOP};
@@ -218,15 +218,24 @@ impl CwModel {
 
     /// Synthesis: de-gained latents `(B, M, h, w)` → image `(B, 3, 16h, 16w)` around [0, 1].
     pub fn synthesis(&self, y: &Tensor) -> Result<Tensor> {
+        // Decoding one image: each stage runs in bands of rows (`in_row_bands`), so only
+        // the stage's input and output are whole-image tensors, never its temporaries.
+        let inference = y.dim(0)? == 1 && !y.track_op() && !self.dec[0].tracked();
         let mut h = y.clone();
         for i in 0..4 {
-            h = depth_to_space(&self.dec[i].forward(&h)?, 2)?;
-            if i < 3 {
-                h = match &self.dec_gdn {
-                    Some(g) => g[i].forward(&h)?,
-                    None => h.relu()?,
-                };
-            }
+            let stage = |x: &Tensor| -> Result<Tensor> {
+                let x = depth_to_space(&self.dec[i].forward(x)?, 2)?;
+                match (&self.dec_gdn, i < 3) {
+                    (Some(g), true) => g[i].forward(&x),
+                    (None, true) => x.relu(),
+                    (_, false) => Ok(x),
+                }
+            };
+            h = if inference {
+                in_row_bands(&h, self.dec[i].band_rows(&h)?, 1, 2, stage)?
+            } else {
+                stage(&h)?
+            };
         }
         (h * 0.5)? + 0.5
     }

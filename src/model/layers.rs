@@ -61,6 +61,9 @@ impl Conv {
             let y = x.conv2d(&kernel, self.k / 2, 1, 1, 1)?;
             return y.broadcast_add(&self.b.reshape((1, self.cout, 1, 1))?);
         }
+        if b == 1 && self.k > 1 && !x.track_op() && !self.w.track_op() {
+            return self.forward_in_bands(x);
+        }
         let cols = if self.k == 1 {
             x.reshape((b, c, h * w))?
         } else {
@@ -87,6 +90,96 @@ impl Conv {
     }
 }
 
+/// Applies `stage` to `x` `(1, C, H, W)` in bands of `rows` rows and concatenates the
+/// results. `stage` reads at most `halo` rows beyond each output row (a k×k convolution:
+/// k/2) and scales rows by `up` (a pixel shuffle); each band gets its halo rows from `x` and
+/// keeps only the output rows of its own, so the result equals `stage(x)` up to the float
+/// rounding of the smaller products.
+pub fn in_row_bands(
+    x: &Tensor,
+    rows: usize,
+    halo: usize,
+    up: usize,
+    stage: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let h = x.dim(2)?;
+    if rows >= h {
+        return stage(x);
+    }
+    // Each band's rows go straight into the output planes, so the bands never exist all at
+    // once beside the output.
+    let mut out: Vec<f32> = Vec::new();
+    let mut shape = (0, 0);
+    for y0 in (0..h).step_by(rows.max(1)) {
+        let y1 = (y0 + rows).min(h);
+        let (a, z) = (y0.saturating_sub(halo), (y1 + halo).min(h));
+        let band = stage(&x.narrow(2, a, z - a)?)?;
+        let (_, c, _, bw) = band.dims4()?;
+        if out.is_empty() {
+            shape = (c, bw);
+            out = vec![0.0; c * h * up * bw];
+        }
+        let (skip, keep) = ((y0 - a) * up, (y1 - y0) * up);
+        let band: Vec<f32> = band.narrow(2, skip, keep)?.flatten_all()?.to_vec1()?;
+        let plane = h * up * bw;
+        for ch in 0..c {
+            let src = &band[ch * keep * bw..(ch + 1) * keep * bw];
+            out[ch * plane + y0 * up * bw..][..keep * bw].copy_from_slice(src);
+        }
+    }
+    let (c, bw) = shape;
+    Tensor::from_vec(out, (1, c, h * up, bw), x.device())
+}
+
+/// Bytes the temporaries of one band of a synthesis stage take at most: the im2col columns
+/// ([`Conv::BAND_BYTES`]) and the band's convolution output, pixel shuffle and normalization.
+pub const BAND_TEMPORARIES: u64 = 4 * Conv::BAND_BYTES as u64;
+
+impl Conv {
+    /// Whether the weights take part in autograd (training) rather than being loaded for
+    /// coding.
+    pub fn tracked(&self) -> bool {
+        self.w.track_op()
+    }
+
+    /// Rows of `x` per band for [`in_row_bands`]: as many as keep this layer's im2col
+    /// columns within [`Self::BAND_BYTES`], at least 8.
+    pub fn band_rows(&self, x: &Tensor) -> Result<usize> {
+        let (_, c, _, w) = x.dims4()?;
+        let per_row = c * self.k * self.k * w * std::mem::size_of::<f32>();
+        Ok((Self::BAND_BYTES / per_row.max(1)).max(8))
+    }
+
+    /// Bytes of im2col columns a band may take: a k×k convolution's columns are k² times its
+    /// input, which made them most of a decoder's peak memory when built for the whole image.
+    pub const BAND_BYTES: usize = 8 << 20;
+
+    /// Inference on one image, in bands of rows: each band's im2col columns and matmul cover
+    /// its rows plus the k/2 rows on each side that its outputs read, and only its own output
+    /// rows are kept. The band height depends on the image alone, never on the thread count.
+    fn forward_in_bands(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        let p = self.k / 2;
+        let per_row = c * self.k * self.k * w * std::mem::size_of::<f32>();
+        let rows = (Self::BAND_BYTES / per_row.max(1)).max(2 * p + 1).min(h);
+        let x = x.contiguous()?;
+        let bias = self.b.reshape((1, self.cout, 1, 1))?;
+        let mut bands = Vec::with_capacity(h.div_ceil(rows));
+        for y0 in (0..h).step_by(rows) {
+            let y1 = (y0 + rows).min(h);
+            let (a, z) = (y0.saturating_sub(p), (y1 + p).min(h));
+            let cols = x
+                .narrow(2, a, z - a)?
+                .contiguous()?
+                .apply_op1_no_bwd(&Im2Col { k: self.k })?;
+            let y = self.w.broadcast_matmul(&cols)?;
+            let y = y.reshape((1, self.cout, z - a, w))?;
+            bands.push(y.narrow(2, y0 - a, y1 - y0)?.broadcast_add(&bias)?);
+        }
+        Tensor::cat(&bands, 2)
+    }
+}
+
 /// Generalized divisive normalization (Ballé et al.): `y = x / sqrt(β + Γ x²)`, or its
 /// inverse `y = x · sqrt(β + Γ x²)`. β and Γ are kept non-negative by squaring the stored
 /// parameters.
@@ -99,6 +192,16 @@ pub struct Gdn {
 }
 
 impl Gdn {
+    /// The same layer with its parameters detached from any `Var` (as loaded for coding).
+    #[cfg(test)]
+    pub(crate) fn detached(&self) -> Self {
+        Self {
+            beta: self.beta.detach(),
+            gamma: self.gamma.detach(),
+            ..self.clone()
+        }
+    }
+
     /// Creates or loads the layer under `vb` (`beta`, `gamma`).
     pub fn new(vb: VarBuilder, c: usize, inverse: bool) -> Result<Self> {
         let beta = vb.get_with_hints(c, "beta", Init::Const(1.0))?;
@@ -114,6 +217,23 @@ impl Gdn {
 
     /// `x`: `(B, C, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if b == 1 && !x.track_op() && !self.gamma.track_op() {
+            // Inference: per pixel, so bands of rows bound the temporaries (x², Γx², the
+            // norm) without changing a value.
+            let rows = (Conv::BAND_BYTES / (c * w * std::mem::size_of::<f32>()).max(1)).clamp(1, h);
+            if rows < h {
+                let bands = (0..h)
+                    .step_by(rows)
+                    .map(|y0| self.normalize(&x.narrow(2, y0, rows.min(h - y0))?))
+                    .collect::<Result<Vec<_>>>()?;
+                return Tensor::cat(&bands, 2);
+            }
+        }
+        self.normalize(x)
+    }
+
+    fn normalize(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let flat = x.reshape((b, c, h * w))?;
         let gamma = self.gamma.sqr()?;
@@ -184,6 +304,33 @@ mod tests {
             .broadcast_add(&conv.b.reshape((1, 7, 1, 1))?)?;
         let d = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-4, "max diff {d}");
+        Ok(())
+    }
+
+    #[test]
+    fn bands_of_rows_give_the_whole_image_result() -> Result<()> {
+        let dev = Device::Cpu;
+        let vm = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let conv = Conv::new(vb.pp("c"), 6, 16, 3)?;
+        let gdn = Gdn::new(vb.pp("g"), 4, true)?;
+        let x = Tensor::randn(0f32, 1.0, (1, 6, 23, 10), &dev)?;
+        // Tracked (Var) weights take the whole-image path; detached ones the bands.
+        let whole = conv.forward(&x)?;
+        let (plain, gdn) = (conv.detached(), gdn.detached());
+        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(max_diff(&whole, &plain.forward(&x)?)? < 1e-5);
+        // A synthesis stage (conv, pixel shuffle, inverse GDN) in bands of 1, 4 and 7 rows.
+        let stage = |x: &Tensor| gdn.forward(&depth_to_space(&plain.forward(x)?, 2)?);
+        let reference = stage(&x)?;
+        for rows in [1, 4, 7] {
+            let banded = in_row_bands(&x, rows, 1, 2, stage)?;
+            assert_eq!(banded.dims4()?, (1, 4, 46, 20));
+            let d = max_diff(&reference, &banded)?;
+            assert!(d < 1e-5, "{rows} rows: max diff {d}");
+        }
         Ok(())
     }
 }
