@@ -214,21 +214,25 @@ fn write_image(
 ) -> Result<Vec<u8>, String> {
     use image::codecs::{jpeg::JpegEncoder, png::PngEncoder};
     use image::ImageEncoder;
-    let dynimg = img.to_dynamic();
     let mut buf = Vec::new();
     let e = |e: image::ImageError| e.to_string();
-    match fmt {
-        image::ImageFormat::Png => {
-            let mut enc = PngEncoder::new(&mut buf);
-            attach_metadata(&mut enc, meta, fmt);
-            enc.write_image(
-                dynimg.as_bytes(),
-                img.width,
-                img.height,
-                dynimg.color().into(),
-            )
+    if fmt == image::ImageFormat::Png {
+        // Straight from the decoded samples: a copy of a large picture costs as much memory
+        // as the decoder's own working set.
+        let color = match img.color {
+            lic::ColorType::Gray => image::ExtendedColorType::L8,
+            lic::ColorType::GrayAlpha => image::ExtendedColorType::La8,
+            lic::ColorType::Rgb => image::ExtendedColorType::Rgb8,
+            lic::ColorType::Rgba => image::ExtendedColorType::Rgba8,
+        };
+        let mut enc = PngEncoder::new(&mut buf);
+        attach_metadata(&mut enc, meta, fmt);
+        enc.write_image(&img.data, img.width, img.height, color)
             .map_err(e)?;
-        }
+        return Ok(buf);
+    }
+    let dynimg = img.to_dynamic();
+    match fmt {
         image::ImageFormat::Jpeg => {
             // JPEG has no alpha: flatten to RGB (or grey).
             let flat = if img.color.is_gray() {
