@@ -374,8 +374,6 @@ pub fn decode_memory(hd: &Header) -> u64 {
         // resolution, about 110 floats per (padded) pixel, plus the pixels.
         return image + alpha + lh * lw * 256 * 110 * 4;
     }
-    // Per latent: M values (i32) and the M tables they were decoded with (u8), one level.
-    let latents = lh * lw * (M as u64 * 5 + 1);
     // Largest tile with its halo, in latents.
     let side = |n: u64| {
         let t = if hd.tile == 0 {
@@ -385,6 +383,14 @@ pub fn decode_memory(hd: &Header) -> u64 {
         };
         (t + 2 * cw::HALO as u64).min(n)
     };
+    // Per latent: M values (i32) and the M tables they were decoded with (u8), one level.
+    // The decoder holds three tile rows of decoded tiles and the current row's band.
+    let rows_held = if hd.tile == 0 {
+        2 * lh
+    } else {
+        (3 * hd.tile as u64).min(lh) + side(lh)
+    };
+    let latents = rows_held * lw * (M as u64 * 5 + 1);
     let area = side(lh) * side(lw);
     // Synthesis stage i runs at 4^i·area positions on whole-tile tensors for its input (cin
     // channels) and output (cout channels at four times the positions); its temporaries live
@@ -410,37 +416,86 @@ pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents
         (hd.height as usize).div_ceil(STRIDE),
         (hd.width as usize).div_ceil(STRIDE),
     );
-    read_tiles(file, weights, &all)
+    let mut tiles = TileReader::new(file)?;
+    tiles.decode_meeting(weights, &all)?;
+    let mut lat = cw::Latents::zeros(all.h(), all.w());
+    tiles.paste_into(&mut lat, &all, (0, 0));
+    Ok(lat)
 }
 
 /// The latent grid with the tiles that meet latent rectangle `need` decoded (others zero).
-fn read_tiles(file: &Container, weights: &CwWeights, need: &Rect) -> Result<cw::Latents, Error> {
-    let hd = &file.header;
-    let (lh, lw) = (
-        (hd.height as usize).div_ceil(STRIDE),
-        (hd.width as usize).div_ceil(STRIDE),
-    );
-    let rects = cw::tiles(lh, lw, hd.tile as usize);
-    let streams = file.find_all(types::CWLT);
-    if streams.len() != rects.len() {
-        return Err(Error::Format(FormatError::Structure(
-            "the number of CWLT chunks differs from the number of tiles",
-        )));
+/// The CWLT streams of a file by tile, decoded when first needed and kept until dropped.
+struct TileReader<'a> {
+    rects: Vec<Rect>,
+    streams: Vec<&'a [u8]>,
+    decoded: Vec<Option<cw::Latents>>,
+    quality: u16,
+}
+
+impl<'a> TileReader<'a> {
+    fn new(file: &'a Container) -> Result<Self, Error> {
+        let hd = &file.header;
+        let (lh, lw) = (
+            (hd.height as usize).div_ceil(STRIDE),
+            (hd.width as usize).div_ceil(STRIDE),
+        );
+        let rects = cw::tiles(lh, lw, hd.tile as usize);
+        let streams = file.find_all(types::CWLT);
+        if streams.len() != rects.len() {
+            return Err(Error::Format(FormatError::Structure(
+                "the number of CWLT chunks differs from the number of tiles",
+            )));
+        }
+        Ok(Self {
+            decoded: (0..rects.len()).map(|_| None).collect(),
+            rects,
+            streams,
+            quality: hd.quality,
+        })
     }
-    let wanted: Vec<(&Rect, &&[u8])> = rects
-        .iter()
-        .zip(&streams)
-        .filter(|(r, _)| r.meets(need))
-        .collect();
-    let parts = wanted
-        .par_iter()
-        .map(|(r, s)| cw::read_symbols(weights, s, r.h(), r.w(), hd.quality))
-        .collect::<Result<Vec<_>, Error>>()?;
-    let mut lat = cw::Latents::zeros(lh, lw);
-    for ((r, _), part) in wanted.iter().zip(&parts) {
-        lat.paste(r.i0, r.j0, part);
+
+    /// Decodes (in parallel) every tile meeting `need` that is not decoded yet.
+    fn decode_meeting(&mut self, weights: &CwWeights, need: &Rect) -> Result<(), Error> {
+        let todo: Vec<usize> = (0..self.rects.len())
+            .filter(|&t| self.decoded[t].is_none() && self.rects[t].meets(need))
+            .collect();
+        let parts = todo
+            .par_iter()
+            .map(|&t| {
+                let r = &self.rects[t];
+                cw::read_symbols(weights, self.streams[t], r.h(), r.w(), self.quality)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        for (t, part) in todo.into_iter().zip(parts) {
+            self.decoded[t] = Some(part);
+        }
+        Ok(())
     }
-    Ok(lat)
+
+    /// Copies the decoded latents inside `need` into `lat`, whose origin is `origin` in the
+    /// latent grid.
+    fn paste_into(&self, lat: &mut cw::Latents, need: &Rect, origin: (usize, usize)) {
+        for (r, part) in self.rects.iter().zip(&self.decoded) {
+            if let Some(part) = part.as_ref().filter(|_| r.meets(need)) {
+                let x = Rect {
+                    i0: r.i0.max(need.i0),
+                    i1: r.i1.min(need.i1),
+                    j0: r.j0.max(need.j0),
+                    j1: r.j1.min(need.j1),
+                };
+                lat.paste(x.i0 - origin.0, x.j0 - origin.1, &part.crop(&x.within(r)));
+            }
+        }
+    }
+
+    /// Drops the decoded tiles that end at or above latent row `row`.
+    fn drop_above(&mut self, row: usize) {
+        for (r, d) in self.rects.iter().zip(self.decoded.iter_mut()) {
+            if r.i1 <= row {
+                *d = None;
+            }
+        }
+    }
 }
 
 /// A rectangle of pixels: the part of an image [`decode_region`] decodes.
@@ -531,34 +586,44 @@ pub fn decode_region(
         .into_iter()
         .filter(|r| r.meets(&under))
         .collect();
-    // The synthesis of the drawn tiles reads HALO latents beyond them.
-    let mut need = under;
-    for r in &draw {
-        need = need.union(&r.grow(cw::HALO, lh, lw));
-    }
-    let lat = read_tiles(&file, weights, &need)?;
-
+    // Tile row by tile row: decode the tiles the row's synthesis reads (its own, and HALO
+    // latent rows of the neighbours), synthesize, and drop the tiles no later row reads, so
+    // at most three tile rows of latents are held at once.
+    let mut tiles = TileReader::new(&file)?;
     let ch = hd.color.channels();
     let mut data = vec![0u8; rw * rh * ch];
-    let tiles = draw.len();
-    for (done, r) in draw.into_iter().enumerate() {
-        let g = r.grow(cw::HALO, lh, lw);
-        let rgb = cw::synthesize(weights, &lat.crop(&g), hd.quality)?;
-        let gw = g.w() * STRIDE;
-        for y in (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh) {
-            for x in (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw) {
-                let s = ((y - g.i0 * STRIDE) * gw + x - g.j0 * STRIDE) * 3;
-                let o = ((y - ry) * rw + x - rx) * ch;
-                put_pixel(
-                    &mut data[o..o + ch],
-                    hd.color,
-                    &rgb[s..s + 3],
-                    alpha.as_ref().map(|a| a[y * w + x]),
-                );
+    let total = draw.len();
+    let mut done = 0;
+    for row in draw.chunk_by(|a, b| a.i0 == b.i0) {
+        let need = row
+            .iter()
+            .map(|r| r.grow(cw::HALO, lh, lw))
+            .reduce(|a, b| a.union(&b))
+            .unwrap_or(row[0]);
+        tiles.drop_above(need.i0);
+        tiles.decode_meeting(weights, &need)?;
+        let mut lat = cw::Latents::zeros(need.h(), need.w());
+        tiles.paste_into(&mut lat, &need, (need.i0, need.j0));
+        for r in row {
+            let g = r.grow(cw::HALO, lh, lw);
+            let rgb = cw::synthesize(weights, &lat.crop(&g.within(&need)), hd.quality)?;
+            let gw = g.w() * STRIDE;
+            for y in (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh) {
+                for x in (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw) {
+                    let s = ((y - g.i0 * STRIDE) * gw + x - g.j0 * STRIDE) * 3;
+                    let o = ((y - ry) * rw + x - rx) * ch;
+                    put_pixel(
+                        &mut data[o..o + ch],
+                        hd.color,
+                        &rgb[s..s + 3],
+                        alpha.as_ref().map(|a| a[y * w + x]),
+                    );
+                }
             }
-        }
-        if let Some(p) = progress {
-            p(done + 1, tiles);
+            done += 1;
+            if let Some(p) = progress {
+                p(done, total);
+            }
         }
     }
     Ok(Image {
