@@ -54,7 +54,7 @@ impl LicDecoder {
         let mut bytes = Vec::new();
         reader.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
         if bytes.len() as u64 > MAX_FILE {
-            return Err(Error::Input("file larger than 1 GiB".into()));
+            return Err(crate::InputError::FileTooLarge(MAX_FILE).into());
         }
         let header = container::read_header(&bytes)?;
         let limits = Limits::default();

@@ -95,13 +95,73 @@ pub enum Error {
         /// Which limit.
         what: &'static str,
     },
-    /// The input image is unusable.
-    #[error("bad input image: {0}")]
-    Input(String),
+    /// The input is unusable: see [`InputError`].
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// The network failed to run (out of memory, internal error); candle's error is the
     /// source.
     #[error("network evaluation failed: {0}")]
     Model(#[source] Box<candle_core::Error>),
+}
+
+/// What is wrong with an input image, a setting or a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The image has a zero width or height.
+    #[error("the image has no pixels")]
+    Empty,
+    /// The sample buffer does not match the dimensions and colour type.
+    #[error("{samples} samples for a {width}x{height} image of {channels} channel(s)")]
+    SampleCount {
+        /// Samples given.
+        samples: usize,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Channels per pixel.
+        channels: usize,
+    },
+    /// The image could not be read.
+    #[error("cannot read the image: {0}")]
+    Unreadable(#[source] image::ImageError),
+    /// A tile side outside what the format allows.
+    #[error("tile side {0} must be a multiple of 16 from {min} to {max} pixels (or 0: no tiles)", min = container::MIN_TILE * arch::cw::STRIDE, max = container::MAX_TILE * arch::cw::STRIDE)]
+    TileSide(u32),
+    /// ICC or EXIF data larger than one chunk can carry.
+    #[error("metadata of {0} bytes is larger than a chunk may be")]
+    MetadataTooLarge(usize),
+    /// A stream of more than the reader accepts.
+    #[error("the file is larger than {0} bytes")]
+    FileTooLarge(u64),
+    /// A request for one model given a file of the other.
+    #[error("this is a {found:?} file; {wanted}")]
+    WrongModel {
+        /// The file's model.
+        found: ModelKind,
+        /// What the call needs.
+        wanted: &'static str,
+    },
+    /// No encoder exists for this model.
+    #[error("no encoder for model {0:?}")]
+    NoEncoder(ModelKind),
+    /// A region that is empty or outside the picture.
+    #[error("region {width}x{height} at ({x}, {y}) is empty or outside the {image_width}x{image_height} image")]
+    Region {
+        /// Left edge.
+        x: u32,
+        /// Top edge.
+        y: u32,
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// The picture's width.
+        image_width: u32,
+        /// The picture's height.
+        image_height: u32,
+    },
 }
 
 impl From<candle_core::Error> for Error {
@@ -133,7 +193,7 @@ impl Image {
     pub fn check(&self) -> Result<(), Error> {
         let need = self.width as u64 * self.height as u64 * self.color.channels() as u64;
         if self.width == 0 || self.height == 0 {
-            return Err(Error::Input("image has no pixels".into()));
+            return Err(InputError::Empty.into());
         }
         if self.width > container::MAX_DIMENSION || self.height > container::MAX_DIMENSION {
             return Err(Error::Limits {
@@ -143,12 +203,13 @@ impl Image {
             });
         }
         if self.data.len() as u64 != need {
-            return Err(Error::Input(format!(
-                "{} samples for a {}x{} image",
-                self.data.len(),
-                self.width,
-                self.height
-            )));
+            return Err(InputError::SampleCount {
+                samples: self.data.len(),
+                width: self.width,
+                height: self.height,
+                channels: self.color.channels(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -156,12 +217,7 @@ impl Image {
     /// Reads any format the `image` crate decodes. 16-bit images are reduced to 8 bits
     /// (`lossy_depth` tells the caller, who may warn).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        Ok(
-            Self::from_dynamic(
-                image::open(path.as_ref()).map_err(|e| Error::Input(e.to_string()))?,
-            )
-            .0,
-        )
+        Ok(Self::from_dynamic(image::open(path.as_ref()).map_err(InputError::Unreadable)?).0)
     }
 
     /// Converts an `image` crate image; the flag is true when the depth was reduced.
@@ -285,7 +341,7 @@ pub struct Metadata {
 /// `image` crate decodes. The flag is true when 16-bit samples were reduced to 8 bits.
 pub fn read_image(bytes: &[u8]) -> Result<(Image, Metadata, bool), Error> {
     use image::ImageDecoder;
-    let bad = |e: image::ImageError| Error::Input(e.to_string());
+    let bad = InputError::Unreadable;
     let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()?
         .into_decoder()
@@ -555,7 +611,7 @@ impl Codec {
                     codec::encode_rnn(img, code(i), weights, meta)
                 })
             }
-            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
+            m => Err(InputError::NoEncoder(m).into()),
         }
     }
 
@@ -578,7 +634,7 @@ impl Codec {
                 self.progress.as_ref(),
             ),
             ModelKind::Rnn => codec::encode_rnn(img, rate_code, self.rnn_weights()?, meta),
-            m => Err(Error::Input(format!("no encoder for model {m:?}"))),
+            m => Err(InputError::NoEncoder(m).into()),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::container::{
 };
 use crate::model::cw::{M, STRIDE};
 use crate::model::weights::{id_hex, CwWeights, RnnWeights};
-use crate::{Error, Image, Limits, Metadata, Progress};
+use crate::{Error, Image, InputError, Limits, Metadata, Progress};
 use cw::Rect;
 
 /// Statistics of one encode, for rate checks.
@@ -63,11 +63,7 @@ pub fn tile_field(tile_px: u32, width: u32, height: u32) -> Result<u16, Error> {
     }
     let units = tile_px / STRIDE as u32;
     if tile_px % STRIDE as u32 != 0 || !(MIN_TILE as u32..=MAX_TILE as u32).contains(&units) {
-        return Err(Error::Input(format!(
-            "tile side {tile_px} must be a multiple of 16 from {} to {} pixels (or 0: no tiles)",
-            MIN_TILE * STRIDE,
-            MAX_TILE * STRIDE
-        )));
+        return Err(InputError::TileSide(tile_px).into());
     }
     Ok(units as u16)
 }
@@ -121,13 +117,14 @@ impl<'a> CwEncoder<'a> {
     /// The file at rate code `q16` (the HEAD field, format-spec §6.2), carrying `meta`.
     pub fn encode(&self, q16: u16, meta: &Metadata) -> Result<(Vec<u8>, EncodeStats), Error> {
         let (img, weights) = (self.img, self.weights);
-        let lat = self.analysis.quantize(weights, q16)?;
         // Each coded tile is its own rANS stream, so tiles decode independently (and in
-        // parallel).
-        let coded = cw::tiles(lat.h, lat.w, self.tile as usize)
+        // parallel); each is quantized on its own, so only its symbols are held.
+        let (lh, lw) = (self.analysis.h, self.analysis.w);
+        let coded = cw::tiles(lh, lw, self.tile as usize)
             .par_iter()
             .map(|r| {
-                let writer = cw::write_symbols(weights, &lat.crop(r), q16);
+                let lat = self.analysis.crop(r).quantize(weights, q16)?;
+                let writer = cw::write_symbols(weights, &lat, q16);
                 let stream = writer.finish(&weights.scales, &weights.map_models)?;
                 let bits =
                     writer.estimated_bits(&weights.scales, &weights.map_models, &weights.map_freqs);
@@ -235,7 +232,7 @@ fn write_file(
     for (kind, data) in [(types::ICCP, &meta.icc_profile), (types::EXIF, &meta.exif)] {
         if let Some(d) = data {
             if d.len() > crate::container::MAX_CHUNK_LEN as usize {
-                return Err(Error::Input("metadata larger than a chunk may be".into()));
+                return Err(InputError::MetadataTooLarge(d.len()).into());
             }
             write_chunk(&mut out, kind, d);
         }
@@ -320,7 +317,11 @@ pub fn decode_rnn(
     let hd = &file.header;
     limits.check(hd)?;
     if hd.model != ModelKind::Rnn {
-        return Err(Error::Input("not an rnn file".into()));
+        return Err(InputError::WrongModel {
+            found: hd.model,
+            wanted: "the rnn decoder reads rnn files",
+        }
+        .into());
     }
     check_weights(hd, &weights.id)?;
     let layers_in_file = rnn::layers_for_quality(hd.quality);
@@ -560,9 +561,11 @@ pub fn decode_region(
     let hd = &file.header;
     limits.check(hd)?;
     if hd.model != ModelKind::Cw {
-        return Err(Error::Input(
-            "this region decoder is for cw files; Codec::decode_region crops rnn files".into(),
-        ));
+        return Err(InputError::WrongModel {
+            found: hd.model,
+            wanted: "this region decoder is for cw files; Codec::decode_region crops rnn files",
+        }
+        .into());
     }
     check_weights(hd, &weights.id)?;
     check_region(hd.width, hd.height, region)?;
@@ -647,9 +650,15 @@ fn check_region(width: u32, height: u32, region: Region) -> Result<(), Error> {
         || x as u64 + rw as u64 > width as u64
         || y as u64 + rh as u64 > height as u64
     {
-        return Err(Error::Input(format!(
-            "region {rw}x{rh} at ({x}, {y}) is empty or outside the {width}x{height} image"
-        )));
+        return Err(InputError::Region {
+            x,
+            y,
+            width: rw,
+            height: rh,
+            image_width: width,
+            image_height: height,
+        }
+        .into());
     }
     Ok(())
 }
