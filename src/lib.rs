@@ -98,6 +98,14 @@ pub enum Error {
     /// The input is unusable: see [`InputError`].
     #[error(transparent)]
     Input(#[from] InputError),
+    /// The progress callback asked to stop.
+    #[error("cancelled after {done} of {total} steps")]
+    Cancelled {
+        /// Steps done.
+        done: usize,
+        /// Steps in all.
+        total: usize,
+    },
     /// The network failed to run (out of memory, internal error); candle's error is the
     /// source.
     #[error("network evaluation failed: {0}")]
@@ -170,10 +178,12 @@ impl From<candle_core::Error> for Error {
     }
 }
 
-/// A progress callback, `(done, total)`: the network passes, which take most of an encode or
-/// a cw decode (analysis windows of at most 768×768 pixels when encoding cw, synthesized
-/// tiles when decoding cw). It may be called from any thread.
-pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+/// A progress callback, `(done, total)` → keep going: the network passes, which take most of
+/// an encode or a cw decode (analysis windows of at most 768×768 pixels when encoding cw,
+/// synthesized tiles when decoding cw). Returning `false` cancels the work at that point with
+/// [`Error::Cancelled`]: a viewer's way to bound the time a file may take. It may be called
+/// from any thread.
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) -> bool + Send + Sync>;
 
 /// An 8-bit image, samples interleaved row by row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -462,8 +472,12 @@ impl Codec {
         }
     }
 
-    /// Reports progress to `f` as `(done, total)` ([`Progress`]), e.g. for a progress bar.
-    pub fn with_progress(mut self, f: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
+    /// Reports progress to `f` as `(done, total)`, e.g. for a progress bar; `f` returns
+    /// `false` to cancel ([`Progress`]).
+    pub fn with_progress(
+        mut self,
+        f: impl Fn(usize, usize) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.progress = Some(std::sync::Arc::new(f));
         self
     }

@@ -56,6 +56,7 @@ fn with_progress_bar(
     let codec = codec.with_progress(move |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
+        true
     });
     (codec, Some(bar))
 }

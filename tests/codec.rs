@@ -511,7 +511,10 @@ fn progress_counts_analysis_windows_and_synthesized_tiles() {
     let log = seen.clone();
     let codec = codec()
         .with_tile_size(64)
-        .with_progress(move |done, total| log.lock().unwrap().push((done, total)));
+        .with_progress(move |done, total| {
+            log.lock().unwrap().push((done, total));
+            true
+        });
     // 800 pixels wide: two analysis windows of at most 768; 13×2 tiles of 64.
     let (a, b) = (
         kodak_crop("kodim23.png", 0, 0, 400, 100),
@@ -535,4 +538,22 @@ fn progress_counts_analysis_windows_and_synthesized_tiles() {
     codec.decode(&bytes).unwrap();
     let want: Vec<(usize, usize)> = (1..=26).map(|d| (d, 26)).collect();
     assert_eq!(*seen.lock().unwrap(), want);
+
+    // A viewer's time budget: the callback stops the decode after three tiles.
+    let stop = lic::Codec::embedded()
+        .unwrap()
+        .with_progress(|done, _| done < 3);
+    match stop.decode(&bytes) {
+        Err(lic::Error::Cancelled { done: 3, total: 26 }) => {}
+        other => panic!("{:?}", other.map(|i| i.width)),
+    }
+    match stop.encode(&img, 0.5) {
+        Ok(_) => {} // two analysis windows: under the three the callback allows
+        Err(e) => panic!("{e}"),
+    }
+    let stop_now = lic::Codec::embedded().unwrap().with_progress(|_, _| false);
+    assert!(matches!(
+        stop_now.encode(&img, 0.5),
+        Err(lic::Error::Cancelled { done: 1, total: 2 })
+    ));
 }

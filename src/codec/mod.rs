@@ -68,6 +68,14 @@ pub fn tile_field(tile_px: u32, width: u32, height: u32) -> Result<u16, Error> {
     Ok(units as u16)
 }
 
+/// Tells `progress` how far the work is; [`Error::Cancelled`] when it asks to stop.
+fn report(progress: Option<&Progress>, done: usize, total: usize) -> Result<(), Error> {
+    match progress {
+        Some(p) if !p(done, total) => Err(Error::Cancelled { done, total }),
+        _ => Ok(()),
+    }
+}
+
 /// A cw encode in two halves: the analysis transform runs once in [`CwEncoder::new`], and
 /// [`CwEncoder::encode`] codes it at any rate code, so a search for a file size repeats only
 /// the cheap half.
@@ -102,9 +110,7 @@ impl<'a> CwEncoder<'a> {
             let x = cw::to_tensor(&rgb, w, h, &g, weights.model.device())?;
             let a = cw::analyze(weights, &x)?;
             analysis.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
-            if let Some(p) = progress {
-                p(done + 1, windows.len());
-            }
+            report(progress, done + 1, windows.len())?;
         }
         Ok(Self {
             img,
@@ -624,9 +630,7 @@ pub fn decode_region(
                 }
             }
             done += 1;
-            if let Some(p) = progress {
-                p(done, total);
-            }
+            report(progress, done, total)?;
         }
     }
     Ok(Image {
