@@ -23,4 +23,6 @@ cargo build --release -p kodak-bench
 out=$(mktemp -d)
 target/release/kodak-bench "$dir" --calibrate --calibrate-points 25 --out "$out" "$@"
 sed "s#$dir#TRAIN_PHOTOS#" "$out/calibration.md" > kodak-bench/results/calibration.md
-echo "wrote kodak-bench/results/calibration.md; paste its constant into crates/lic-format/src/rate.rs"
+cp "$out/calibration.csv" kodak-bench/results/calibration.csv
+echo "wrote kodak-bench/results/calibration.{md,csv}; paste the constant into crates/lic-format/src/rate.rs"
+echo "(another margin without measuring again: kodak-bench --refit kodak-bench/results/calibration.csv --margin-db M)"

@@ -204,6 +204,37 @@ pub fn write_per_image(path: &Path, rs: &[Record]) -> std::io::Result<()> {
 }
 
 /// Writes aggregate.csv.
+/// The series of an aggregate.csv that [`write_aggregate`] wrote (times and MS-SSIM kept).
+pub fn read_aggregate(text: &str) -> Result<Vec<Series>, String> {
+    let mut series: Vec<Series> = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |k: usize| -> Result<f64, String> {
+            f.get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("aggregate line {}: field {k}", i + 1))
+        };
+        let point = Point {
+            setting: f.get(1).ok_or("aggregate: short line")?.to_string(),
+            n: num(2)? as usize,
+            bpp: num(3)?,
+            psnr: num(4)?,
+            msssim: num(5)?,
+            enc_ms: num(7)?,
+            dec_ms: num(8)?,
+        };
+        match series.iter_mut().find(|s| s.name == f[0]) {
+            Some(s) => s.points.push(point),
+            None => series.push(Series {
+                name: f[0].to_string(),
+                description: String::new(),
+                points: vec![point],
+            }),
+        }
+    }
+    Ok(series)
+}
+
 pub fn write_aggregate(path: &Path, series: &[Series]) -> std::io::Result<()> {
     let mut s = String::from("codec,setting,n,bpp,psnr,msssim,msssim_db,enc_ms,dec_ms\n");
     for c in series {

@@ -74,12 +74,12 @@ impl Quality {
 /// The cw rate code at `-q` = 0, 0.05, 0.10, …, 1 (strictly increasing; `-q 1` is the top of
 /// the trained range). Calibrated so that on photographs `-q x` for x from 0.05 up to where the
 /// model's best quality ends gives at least the PSNR of `cjpeg -quality 100x` in fewer bytes
-/// (`scripts/calibrate-q.sh`: 24 training photographs, a 0.2 dB margin;
+/// (`scripts/calibrate-q.sh`: 24 training photographs, a 0.4 dB margin;
 /// kodak-bench/results/calibration.md). kodak-bench/results/SUMMARY.md checks it on Kodak.
 /// Recalibrate when the shipped weights change.
 pub const CW_RATE_KNOTS: [u16; KNOTS_BELOW_ONE + 1] = [
-    0, 20884, 31659, 36337, 39208, 41323, 43148, 44695, 45948, 47162, 48264, 49283, 50453, 51736,
-    53467, 55449, 58414, 62765, 63688, 64612, 65535,
+    0, 21675, 32332, 36933, 39753, 41887, 43713, 45278, 46530, 47743, 48845, 49834, 51004, 52300,
+    54036, 56067, 59090, 63649, 64278, 64906, 65535,
 ];
 
 /// The highest `-q` whose JPEG match the calibration promises (past it the model's best
