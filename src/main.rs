@@ -138,8 +138,8 @@ enum Command {
         /// Quality of a JPEG output, 1 to 100.
         #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
         out_quality: u8,
-        /// Decode only the first K layers of an rnn file.
-        #[arg(long)]
+        /// Decode only the first K layers of an rnn file (K from 1).
+        #[arg(long, value_name = "K", value_parser = parse_layers)]
         layers: Option<usize>,
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
@@ -159,6 +159,14 @@ enum Command {
         /// The .lic file, or - for standard input.
         input: String,
     },
+}
+
+/// `--layers K`: a layer count of at least 1.
+fn parse_layers(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(k),
+        _ => Err("a layer count of at least 1".into()),
+    }
 }
 
 fn read_input(path: &str) -> Result<Vec<u8>, String> {

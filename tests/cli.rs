@@ -449,6 +449,13 @@ fn rnn_files_from_the_command_line() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--layers is for rnn files"));
+    // Zero layers is a usage error, not one layer.
+    lic()
+        .args(["decode", cw.to_str().unwrap(), "--layers", "0"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("a layer count of at least 1"));
 }
 
 #[test]
