@@ -618,11 +618,8 @@ impl Codec {
             }
             ModelKind::Rnn => {
                 let weights = self.rnn_weights()?;
-                let n = model::rnn::MAX_ITERS;
-                // The rate code whose layer count is i + 1 (format-spec §5).
-                let code = |i: usize| ((i * 65535 + (n - 1) / 2) / (n - 1)) as u16;
-                codec::encode_to_size(max_bytes, n, |i| {
-                    codec::encode_rnn(img, code(i), weights, meta)
+                codec::encode_to_size(max_bytes, model::rnn::MAX_ITERS, |i| {
+                    codec::encode_rnn(img, rate::rnn_rate_code(i + 1), weights, meta)
                 })
             }
             m => Err(InputError::NoEncoder(m).into()),

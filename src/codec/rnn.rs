@@ -11,11 +11,7 @@ use crate::model::rnn::{bits_of, bits_tensor, DecoderState, MAX_ITERS, STRIDE};
 use crate::model::weights::RnnWeights;
 use crate::{Error, Image};
 
-/// Layers coded at a quality: `1 + round(q16 · (MAX_ITERS − 1) / 65535)`, so -q 0 gives one
-/// layer (0.125 bpp before entropy coding), -q 1 gives [`MAX_ITERS`], monotone in between.
-pub fn layers_for_quality(q16: u16) -> usize {
-    1 + ((q16 as usize * (MAX_ITERS - 1) + 32767) / 65535)
-}
+pub use crate::rate::rnn_layers as layers_for_quality;
 
 /// The coded layers of an image: one rANS stream per iteration.
 pub struct Coded {

@@ -71,6 +71,22 @@ impl Quality {
     }
 }
 
+/// Layers of an rnn file with rate code `code` (format-spec §4.2b):
+/// `1 + round(code · (MAX_ITERS − 1) / 65535)`, so 0 gives one layer and 65535
+/// [`MAX_ITERS`](crate::arch::rnn::MAX_ITERS), monotone in between.
+pub fn rnn_layers(code: u16) -> usize {
+    use crate::arch::rnn::MAX_ITERS;
+    1 + ((code as usize * (MAX_ITERS - 1) + 32767) / 65535)
+}
+
+/// The rate code nearest the middle of those that give an rnn file `layers` layers
+/// (1..=MAX_ITERS): `round((layers − 1) · 65535 / (MAX_ITERS − 1))`.
+pub fn rnn_rate_code(layers: usize) -> u16 {
+    use crate::arch::rnn::MAX_ITERS;
+    let k = layers.clamp(1, MAX_ITERS) - 1;
+    ((k * 65535 + (MAX_ITERS - 1) / 2) / (MAX_ITERS - 1)) as u16
+}
+
 /// The cw rate code at `-q` = 0, 0.05, 0.10, …, 1 (strictly increasing; `-q 1` is the top of
 /// the trained range). Calibrated so that on photographs `-q x` for x from 0.05 up to where the
 /// model's best quality ends gives at least the PSNR of `cjpeg -quality 100x` in fewer bytes
@@ -179,6 +195,15 @@ mod tests {
                 "{q} -> {} -> {back}",
                 code(q)
             );
+        }
+    }
+
+    #[test]
+    fn rnn_rate_codes_give_their_layer_counts() {
+        use crate::arch::rnn::MAX_ITERS;
+        assert_eq!((rnn_layers(0), rnn_layers(65535)), (1, MAX_ITERS));
+        for k in 1..=MAX_ITERS {
+            assert_eq!(rnn_layers(rnn_rate_code(k)), k);
         }
     }
 
