@@ -376,7 +376,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         q_holds = holds;
         let _ = write!(
             sections,
-            "\n## -q against JPEG quality 100q\n\n`-q x` should give at least JPEG's PSNR at quality 100x in fewer bytes, for x up to {up_to} (where the model's best quality ends): {}.\n\n{table}",
+            "\n## -q against JPEG quality 100q\n\n`-q x` should give at least JPEG's PSNR at quality 100x in fewer bytes, for x up to {up_to:.2} (where the model's best quality ends): {}.\n\n{table}",
             if holds { "holds" } else { "**does not hold**" }
         );
     }
