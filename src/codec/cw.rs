@@ -69,12 +69,7 @@ impl Latents {
     /// Writes `src` into this grid with its top-left corner at row `i0`, column `j0`.
     pub fn paste(&mut self, i0: usize, j0: usize, src: &Latents) {
         let (s, d) = (Rect::grid(src.h, src.w), self.w);
-        let r = Rect {
-            i0,
-            i1: i0 + src.h,
-            j0,
-            j1: j0 + src.w,
-        };
+        let r = Rect::at(i0, j0, src.h, src.w);
         copy_planes(&src.levels, (src.w, &s), &mut self.levels, (d, &r), 1);
         copy_planes(&src.values, (src.w, &s), &mut self.values, (d, &r), M);
         copy_planes(&src.tables, (src.w, &s), &mut self.tables, (d, &r), M);
@@ -133,6 +128,16 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// The `h`×`w` rectangle whose top-left corner is row `i0`, column `j0`.
+    pub fn at(i0: usize, j0: usize, h: usize, w: usize) -> Rect {
+        Rect {
+            i0,
+            i1: i0 + h,
+            j0,
+            j1: j0 + w,
+        }
+    }
+
     /// The whole `h`×`w` grid.
     pub fn grid(h: usize, w: usize) -> Rect {
         Rect {
@@ -262,12 +267,7 @@ impl Analysis {
     /// Writes `src` into this grid with its top-left corner at row `i0`, column `j0`.
     pub fn paste(&mut self, i0: usize, j0: usize, src: &Analysis) {
         let (s, d) = (Rect::grid(src.h, src.w), self.w);
-        let r = Rect {
-            i0,
-            i1: i0 + src.h,
-            j0,
-            j1: j0 + src.w,
-        };
+        let r = Rect::at(i0, j0, src.h, src.w);
         copy_planes(&src.logits, (src.w, &s), &mut self.logits, (d, &r), 1);
         copy_planes(&src.y, (src.w, &s), &mut self.y, (d, &r), M);
     }

@@ -413,9 +413,9 @@ pub fn decode_memory(hd: &Header) -> u64 {
         + crate::model::layers::BAND_TEMPORARIES
         + (M as u64 * 4 + 4) * area // the tile's latents as f32
         + 16 * area * 256 * 3; // its pixels as f32 and u8
-    // The allocator keeps freed pages for reuse (the CLI turns purging off), so the process
-    // holds more than the live buffers: measured 4–11 % more for 2304×1536 and 6000×4000
-    // files; a fifth keeps the estimate above the peaks measured.
+                               // The allocator keeps freed pages for reuse (the CLI turns purging off), so the process
+                               // holds more than the live buffers: measured 4–11 % more for 2304×1536 and 6000×4000
+                               // files; a fifth keeps the estimate above the peaks measured.
     RESIDENT + (image + alpha + latents + working) * 6 / 5
 }
 
