@@ -54,7 +54,7 @@ impl Conv {
 
     /// `x`: `(B, cin, H, W)` → `(B, cout, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
+        let (b, c, _, _) = x.dims4()?;
         if !x.device().is_cpu() {
             // GPUs have fast native convolutions (and no im2col op of ours).
             let kernel = self.w.reshape((self.cout, c, self.k, self.k))?;
@@ -62,8 +62,17 @@ impl Conv {
             return y.broadcast_add(&self.b.reshape((1, self.cout, 1, 1))?);
         }
         if b == 1 && self.k > 1 && !x.track_op() && !self.w.track_op() {
-            return self.forward_in_bands(x);
+            // Inference on one image: the im2col columns of a band of rows at a time.
+            return in_row_bands(x, self.band_rows(x)?, self.k / 2, 1, |band| {
+                self.forward_im2col(band)
+            });
         }
+        self.forward_im2col(x)
+    }
+
+    /// The CPU convolution as one im2col + matmul over the whole of `x`.
+    fn forward_im2col(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
         let cols = if self.k == 1 {
             x.reshape((b, c, h * w))?
         } else {
@@ -153,31 +162,6 @@ impl Conv {
     /// Bytes of im2col columns a band may take: a k×k convolution's columns are k² times its
     /// input, which made them most of a decoder's peak memory when built for the whole image.
     pub const BAND_BYTES: usize = 8 << 20;
-
-    /// Inference on one image, in bands of rows: each band's im2col columns and matmul cover
-    /// its rows plus the k/2 rows on each side that its outputs read, and only its own output
-    /// rows are kept. The band height depends on the image alone, never on the thread count.
-    fn forward_in_bands(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, c, h, w) = x.dims4()?;
-        let p = self.k / 2;
-        let per_row = c * self.k * self.k * w * std::mem::size_of::<f32>();
-        let rows = (Self::BAND_BYTES / per_row.max(1)).max(2 * p + 1).min(h);
-        let x = x.contiguous()?;
-        let bias = self.b.reshape((1, self.cout, 1, 1))?;
-        let mut bands = Vec::with_capacity(h.div_ceil(rows));
-        for y0 in (0..h).step_by(rows) {
-            let y1 = (y0 + rows).min(h);
-            let (a, z) = (y0.saturating_sub(p), (y1 + p).min(h));
-            let cols = x
-                .narrow(2, a, z - a)?
-                .contiguous()?
-                .apply_op1_no_bwd(&Im2Col { k: self.k })?;
-            let y = self.w.broadcast_matmul(&cols)?;
-            let y = y.reshape((1, self.cout, z - a, w))?;
-            bands.push(y.narrow(2, y0 - a, y1 - y0)?.broadcast_add(&bias)?);
-        }
-        Tensor::cat(&bands, 2)
-    }
 }
 
 /// Generalized divisive normalization (Ballé et al.): `y = x / sqrt(β + Γ x²)`, or its
@@ -205,7 +189,7 @@ impl Gdn {
     /// Creates or loads the layer under `vb` (`beta`, `gamma`).
     pub fn new(vb: VarBuilder, c: usize, inverse: bool) -> Result<Self> {
         let beta = vb.get_with_hints(c, "beta", Init::Const(1.0))?;
-        // A fresh VarMap starts Γ at zero; the trainer resets it to 0.1·I (see `train::init`).
+        // A fresh VarMap starts Γ at zero; the trainer resets it to 0.1·I (see `lic_train::init_fresh`).
         let gamma = vb.get_with_hints((c, c), "gamma", Init::Const(0.0))?;
         Ok(Self {
             beta,
@@ -217,18 +201,12 @@ impl Gdn {
 
     /// `x`: `(B, C, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
+        let (b, c, _, w) = x.dims4()?;
         if b == 1 && !x.track_op() && !self.gamma.track_op() {
             // Inference: per pixel, so bands of rows bound the temporaries (x², Γx², the
             // norm) without changing a value.
-            let rows = (Conv::BAND_BYTES / (c * w * std::mem::size_of::<f32>()).max(1)).clamp(1, h);
-            if rows < h {
-                let bands = (0..h)
-                    .step_by(rows)
-                    .map(|y0| self.normalize(&x.narrow(2, y0, rows.min(h - y0))?))
-                    .collect::<Result<Vec<_>>>()?;
-                return Tensor::cat(&bands, 2);
-            }
+            let rows = Conv::BAND_BYTES / (c * w * std::mem::size_of::<f32>()).max(1);
+            return in_row_bands(x, rows.max(1), 0, 1, |band| self.normalize(band));
         }
         self.normalize(x)
     }
