@@ -15,7 +15,7 @@ use image::error::{
 };
 use image::{ImageDecoder, ImageError, ImageResult};
 
-use crate::container::{self, ColorType, Header};
+use crate::container::{self, Header};
 use crate::{Error, Limits};
 
 /// Largest `.lic` file the decoder reads from a stream (1 GiB): the chunk length limit.
@@ -73,12 +73,7 @@ impl ImageDecoder for LicDecoder {
     }
 
     fn color_type(&self) -> image::ColorType {
-        match self.header.color {
-            ColorType::Gray => image::ColorType::L8,
-            ColorType::GrayAlpha => image::ColorType::La8,
-            ColorType::Rgb => image::ColorType::Rgb8,
-            ColorType::Rgba => image::ColorType::Rgba8,
-        }
+        crate::image_color_type(self.header.color)
     }
 
     fn set_limits(&mut self, limits: image::Limits) -> ImageResult<()> {

@@ -272,6 +272,16 @@ impl Image {
     }
 }
 
+/// The `image` crate's colour type of 8-bit samples of colour type `c`.
+pub fn image_color_type(c: ColorType) -> image::ColorType {
+    match c {
+        ColorType::Gray => image::ColorType::L8,
+        ColorType::GrayAlpha => image::ColorType::La8,
+        ColorType::Rgb => image::ColorType::Rgb8,
+        ColorType::Rgba => image::ColorType::Rgba8,
+    }
+}
+
 /// Decoder limits, checked against the header before anything is allocated. The encoder
 /// checks the same limits, so that what it writes decodes under them.
 #[derive(Clone, Copy, Debug)]

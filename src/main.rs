@@ -211,9 +211,8 @@ fn codec(weights: &Option<PathBuf>) -> Result<Codec, String> {
 }
 
 /// Encodes a decoded image in `fmt`, with the ICC profile and EXIF where the format's
-/// encoder holds them (PNG, JPEG, WebP, TIFF: ICC; PNG, JPEG: EXIF where supported).
-/// Encodes the decoded image in `fmt`; `pam` picks PAM over binary PPM/PGM for PNM output,
-/// `jpeg_quality` is a JPEG output's quality.
+/// encoder holds them (PNG, JPEG, WebP, TIFF: ICC; PNG, JPEG: EXIF where supported); `pam`
+/// picks PAM over binary PPM/PGM for PNM output, `jpeg_quality` is a JPEG output's quality.
 fn write_image(
     img: &Image,
     fmt: image::ImageFormat,
@@ -228,14 +227,9 @@ fn write_image(
     if fmt == image::ImageFormat::Png {
         // Straight from the decoded samples: a copy of a large picture costs as much memory
         // as the decoder's own working set.
-        let color = match img.color {
-            lic::ColorType::Gray => image::ExtendedColorType::L8,
-            lic::ColorType::GrayAlpha => image::ExtendedColorType::La8,
-            lic::ColorType::Rgb => image::ExtendedColorType::Rgb8,
-            lic::ColorType::Rgba => image::ExtendedColorType::Rgba8,
-        };
         let mut enc = PngEncoder::new(&mut buf);
         attach_metadata(&mut enc, meta, fmt);
+        let color = lic::image_color_type(img.color).into();
         enc.write_image(&img.data, img.width, img.height, color)
             .map_err(e)?;
         return Ok(buf);

@@ -409,13 +409,15 @@ pub fn decode_memory(hd: &Header) -> u64 {
         .max()
         .unwrap_or(0)
         * 4;
+    // Besides the stage: its band temporaries, the tile's latents as f32, and its pixels as
+    // f32 and u8.
     let working = stage
         + crate::model::layers::BAND_TEMPORARIES
-        + (M as u64 * 4 + 4) * area // the tile's latents as f32
-        + 16 * area * 256 * 3; // its pixels as f32 and u8
-                               // The allocator keeps freed pages for reuse (the CLI turns purging off), so the process
-                               // holds more than the live buffers: measured 4–11 % more for 2304×1536 and 6000×4000
-                               // files; a fifth keeps the estimate above the peaks measured.
+        + (M as u64 * 4 + 4) * area
+        + 16 * area * 256 * 3;
+    // The allocator keeps freed pages for reuse (the CLI turns purging off), so the process
+    // holds more than the live buffers: measured 4–11 % more for 2304×1536 and 6000×4000
+    // files; a fifth keeps the estimate above the peaks measured.
     RESIDENT + (image + alpha + latents + working) * 6 / 5
 }
 
@@ -433,7 +435,6 @@ pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents
     Ok(lat)
 }
 
-/// The latent grid with the tiles that meet latent rectangle `need` decoded (others zero).
 /// The CWLT streams of a file by tile, decoded when first needed and kept until dropped.
 struct TileReader<'a> {
     rects: Vec<Rect>,
