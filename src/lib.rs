@@ -357,22 +357,77 @@ pub struct Metadata {
     pub exif: Option<Vec<u8>>,
 }
 
+/// An input image read by [`read_image`] or [`Codec::read_image`].
+#[derive(Clone, Debug)]
+pub struct InputImage {
+    /// The pixels, 8 bits per sample.
+    pub image: Image,
+    /// Its ICC profile and EXIF data.
+    pub metadata: Metadata,
+    /// True when samples of more than 8 bits were reduced to 8.
+    pub reduced_depth: bool,
+    /// True for an animated PNG: only its first frame was read.
+    pub first_frame_only: bool,
+}
+
 /// Reads an image and its metadata (ICC profile, EXIF) from encoded bytes in any format the
-/// `image` crate decodes. The flag is true when 16-bit samples were reduced to 8 bits.
-pub fn read_image(bytes: &[u8]) -> Result<(Image, Metadata, bool), Error> {
+/// `image` crate decodes, whatever its size ([`Codec::read_image`] checks the codec's limits
+/// before decoding the pixels).
+pub fn read_image(bytes: &[u8]) -> Result<InputImage, Error> {
+    read_image_checked(bytes, |_, _, _| Ok(()))
+}
+
+/// Reads an image, first handing its size and colour type to `check`, before the pixels are
+/// decoded.
+fn read_image_checked(
+    bytes: &[u8],
+    check: impl FnOnce(u32, u32, ColorType) -> Result<(), Error>,
+) -> Result<InputImage, Error> {
     use image::ImageDecoder;
     let bad = InputError::Unreadable;
     let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()?
         .into_decoder()
         .map_err(bad)?;
-    let meta = Metadata {
+    let (width, height) = decoder.dimensions();
+    let c = decoder.color_type();
+    let color = match (c.has_color(), c.has_alpha()) {
+        (false, false) => ColorType::Gray,
+        (false, true) => ColorType::GrayAlpha,
+        (true, false) => ColorType::Rgb,
+        (true, true) => ColorType::Rgba,
+    };
+    check(width, height, color)?;
+    let metadata = Metadata {
         icc_profile: decoder.icc_profile().map_err(bad)?,
         exif: decoder.exif_metadata().map_err(bad)?,
     };
     let dynimg = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
-    let (img, reduced) = Image::from_dynamic(dynimg);
-    Ok((img, meta, reduced))
+    let (image, reduced_depth) = Image::from_dynamic(dynimg);
+    Ok(InputImage {
+        image,
+        metadata,
+        reduced_depth,
+        first_frame_only: is_animated_png(bytes),
+    })
+}
+
+/// Whether `bytes` are a PNG with an animation control chunk (`acTL`) before its image data.
+fn is_animated_png(bytes: &[u8]) -> bool {
+    const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1A, b'\n'];
+    if !bytes.starts_with(&SIGNATURE) {
+        return false;
+    }
+    let mut pos = SIGNATURE.len();
+    while let Some(head) = bytes.get(pos..pos + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"acTL" => return true,
+            b"IDAT" | b"IEND" => return false,
+            _ => pos = pos.saturating_add(12).saturating_add(len),
+        }
+    }
+    false
 }
 
 /// The metadata of a `.lic` file (CRCs checked); runs no network. A cut file gives the
@@ -662,27 +717,39 @@ impl Codec {
     /// Refuses what a decoder with this codec's limits would refuse.
     fn check_encode_limits(&self, img: &Image) -> Result<(), Error> {
         img.check()?;
+        self.check_encode_size(img.width, img.height, img.color)
+    }
+
+    /// Refuses a `width`×`height` image that a decoder with this codec's limits would refuse.
+    fn check_encode_size(&self, width: u32, height: u32, color: ColorType) -> Result<(), Error> {
         let header = Header {
-            width: img.width,
-            height: img.height,
-            color: img.color,
+            width,
+            height,
+            color,
             model: self.model,
             weights_id: self.weights.id,
             quality: 0,
             tile: match self.model {
-                ModelKind::Cw => codec::tile_field(self.tile, img.width, img.height)?,
+                ModelKind::Cw => codec::tile_field(self.tile, width, height)?,
                 _ => 0,
             },
         };
         // The encoder's own working memory grows like the decoder's, so this also bounds it.
         match self.limits.check(&header) {
             Err(Error::Limits { what, .. }) => Err(Error::EncodeLimits {
-                width: img.width,
-                height: img.height,
+                width,
+                height,
                 what,
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Reads an image to encode, as [`read_image`] does, but refuses it before its pixels are
+    /// decoded when the encoder would refuse it ([`Error::EncodeLimits`]): a small PNG of a
+    /// huge flat picture costs no memory.
+    pub fn read_image(&self, bytes: &[u8]) -> Result<InputImage, Error> {
+        read_image_checked(bytes, |w, h, c| self.check_encode_size(w, h, c))
     }
 
     /// Decodes a `.lic` file (an rnn file: every complete layer, even if the file was cut).

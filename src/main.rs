@@ -61,6 +61,48 @@ fn with_progress_bar(
     (codec, Some(bar))
 }
 
+/// The decoder's limits (format-spec §7), shared by `encode` (which writes nothing they would
+/// refuse) and `decode`.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct LimitArgs {
+    /// Largest picture, in pixels (default 64 Mi).
+    #[arg(long, value_name = "N")]
+    max_pixels: Option<u64>,
+    /// Largest decoder memory, in MiB, as estimated from the header before anything is
+    /// allocated; the estimate is an upper bound of the decode's peak (default 2048).
+    #[arg(long, value_name = "MIB")]
+    max_memory: Option<u64>,
+    /// No limits but the format's own.
+    #[arg(long, conflicts_with_all = ["max_pixels", "max_memory"])]
+    no_limits: bool,
+}
+
+impl LimitArgs {
+    fn limits(self) -> lic::Limits {
+        if self.no_limits {
+            return lic::Limits::none();
+        }
+        let mut l = lic::Limits::default();
+        if let Some(p) = self.max_pixels {
+            l.max_pixels = p;
+        }
+        if let Some(m) = self.max_memory {
+            l.max_memory = m.saturating_mul(1 << 20);
+        }
+        l
+    }
+}
+
+/// An error's message, with the flags that raise the limits when it is a limit error.
+fn with_limit_hint(e: &lic::Error) -> String {
+    match e {
+        lic::Error::Limits { .. } | lic::Error::EncodeLimits { .. } => {
+            format!("{e} (--max-pixels, --max-memory or --no-limits raise the limits)")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Set by `--quiet`: [`warn!`] stays silent.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -114,10 +156,10 @@ enum Command {
         /// Weights file to use instead of the embedded default.
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Write images over the decoder's default limits (64 Mpx, 2 GiB of decoder memory);
-        /// decoding them then needs --no-limits too.
-        #[arg(long)]
-        no_limits: bool,
+        /// The limits this file must fit: the encoder refuses an image that a decoder with
+        /// them would refuse (the defaults are the decoder's).
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Leave out the input's ICC profile and EXIF data.
         #[arg(long)]
         strip: bool,
@@ -149,10 +191,9 @@ enum Command {
         /// are searched too).
         #[arg(long, value_name = "DIR")]
         weights_dir: Option<PathBuf>,
-        /// Decode whatever the format allows, ignoring the default limits (64 Mpx, 2 GiB of
-        /// estimated decoder memory).
-        #[arg(long)]
-        no_limits: bool,
+        /// Limits checked before anything is allocated.
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Describe a .lic file without decoding it.
     Info {
@@ -398,7 +439,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             tile,
             model,
             weights,
-            no_limits,
+            limits,
             strip,
         } => {
             let model = match model.as_deref() {
@@ -423,20 +464,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             not_the_input(&input, &out)?;
             let bytes = read_input(&input)?;
-            let (img, mut meta, reduced) =
-                lic::read_image(&bytes).map_err(|e| format!("cannot read image {input}: {e}"))?;
-            if reduced {
-                warn!("{input} has more than 8 bits per sample; lic codes it at 8 bits");
-            }
-            if strip {
-                meta = lic::Metadata::default();
-            }
-            let mut codec = codec(&weights)?.with_tile_size(tile);
-            if no_limits {
-                codec = codec.with_limits(lic::Limits::none());
-            }
+            let mut codec = codec(&weights)?
+                .with_tile_size(tile)
+                .with_limits(limits.limits());
             if let Some(m) = model {
                 codec = codec.with_model(m);
+            }
+            let read = codec
+                .read_image(&bytes)
+                .map_err(|e| format!("cannot read image {input}: {}", with_limit_hint(&e)))?;
+            if read.reduced_depth {
+                warn!("{input} has more than 8 bits per sample; lic codes it at 8 bits");
+            }
+            if read.first_frame_only {
+                warn!("{input} is an animated PNG; lic codes its first frame only");
+            }
+            let (img, mut meta) = (read.image, read.metadata);
+            if strip {
+                meta = lic::Metadata::default();
             }
             let pixels = img.width as f64 * img.height as f64;
             let target = target_size.or(target_bpp.map(|b| (b * pixels / 8.0).floor() as usize));
@@ -473,7 +518,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             layers,
             weights,
             weights_dir,
-            no_limits,
+            limits,
             out_quality,
         } => {
             let out = output_name(output, out_flag, "output file").or_else(usage)?;
@@ -483,9 +528,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(d) = weights_dir {
                 codec = codec.with_weights_dir(d);
             }
-            if no_limits {
-                codec = codec.with_limits(lic::Limits::none());
-            }
+            codec = codec.with_limits(limits.limits());
             let header = lic::container::read_header(&bytes)
                 .map_err(|e| format!("cannot decode {input}: {e}"))?;
             if layers.is_some() && header.model != lic::ModelKind::Rnn {
@@ -529,7 +572,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(b) = bar {
                 b.finish_and_clear();
             }
-            let img = img.map_err(|e| format!("cannot decode {input}: {e}"))?;
+            let img = img.map_err(|e| format!("cannot decode {input}: {}", with_limit_hint(&e)))?;
             let meta = lic::metadata(&bytes).map_err(|e| e.to_string())?;
             let fmt = if out == "-" {
                 image::ImageFormat::Png

@@ -494,6 +494,8 @@ pub fn read_symbols(
 ) -> Result<Latents, Error> {
     let n = h * w;
     let mut rd = SymbolReader::new(stream, &weights.scales, &weights.map_models)?;
+    // Every position codes at least the channels of level 0.
+    rd.expect_latents(n * CH_PER_LEVEL)?;
     let mut levels = vec![0u8; n];
     for i in 0..h {
         for j in 0..w {

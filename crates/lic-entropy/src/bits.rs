@@ -11,7 +11,7 @@
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
-use crate::coder::{stream_bytes, stream_coder};
+use crate::coder::{stream_bytes, stream_coder, symbol_info, InfoBudget};
 use crate::tables::{categorical, Categorical, PRECISION};
 use crate::EntropyError;
 use lic_format::arch::rnn::{BITS, MAX_ITERS};
@@ -157,6 +157,7 @@ impl BitModel {
         w: usize,
     ) -> Result<Vec<u8>, EntropyError> {
         let mut coder = stream_coder(stream)?;
+        let mut budget = InfoBudget::for_stream(stream.len());
         let t = t.min(MAX_ITERS - 1);
         let mut bits = vec![0u8; BITS * h * w];
         for c in 0..BITS {
@@ -166,6 +167,7 @@ impl BitModel {
                     let b = coder
                         .decode_symbol(&self.models[ctx])
                         .map_err(|_| EntropyError::Corrupt("rANS decoding failed"))?;
+                    budget.spend(symbol_info(&self.models[ctx], b))?;
                     bits[c * h * w + i * w + j] = b as u8;
                 }
             }

@@ -5,7 +5,7 @@
 //! writes them backwards. Values outside a table's support are sent as the escape symbol
 //! followed by an Elias-gamma code of the excess (two uniform symbols) and a sign.
 
-use constriction::stream::model::DefaultUniformModel;
+use constriction::stream::model::{DefaultUniformModel, EncoderModel};
 use constriction::stream::stack::DefaultAnsCoder;
 use constriction::stream::{Decode, Encode};
 
@@ -161,6 +161,57 @@ pub(crate) fn stream_bytes(coder: DefaultAnsCoder) -> Result<Vec<u8>, EntropyErr
     Ok(words.iter().flat_map(|w| w.to_le_bytes()).collect())
 }
 
+/// Information, in bits, that a stream's symbols may carry beyond the stream's own length
+/// before a decoder refuses it (spec §6.5). rANS spends at least the information of what it
+/// codes, except for symbols that open a table (cumulative frequency 0) pushed while the
+/// encoder's state is still zero: an encoder's stream gets a few bits free at most, a crafted
+/// one could get unboundedly many symbols from a handful of words.
+pub const INFO_SLACK_BITS: u64 = 256;
+
+/// Fixed-point unit of the information counts: 2^-16 bit.
+const INFO_ONE_BIT: u64 = 1 << 16;
+
+/// A lower bound of −log2(freq / 2^16), the information of a symbol of a 16-bit table, in
+/// 2^-16 bit: the larger of x/ln 2 with x = 1 − freq/2^16 (tight for likely symbols;
+/// 94548/2^16 is just under 1/ln 2) and 16 − ceil(log2 freq) (for unlikely ones). Integer
+/// arithmetic, so every platform refuses the same streams.
+pub fn categorical_info(freq: u32) -> u64 {
+    let freq = freq.clamp(1, 1 << PRECISION) as u64;
+    let linear = ((1u64 << PRECISION) - freq) * 94548 >> 16;
+    let ceil_log2 = 64 - (freq - 1).leading_zeros() as u64;
+    linear.max((PRECISION as u64 - ceil_log2) * INFO_ONE_BIT)
+}
+
+/// A lower bound of the information of a symbol of a uniform model over `n` values (each has
+/// probability at most ceil(2^24 / n) / 2^24): floor(log2 n) bits.
+pub fn uniform_info(n: usize) -> u64 {
+    (usize::BITS - 1 - n.max(1).leading_zeros()) as u64 * INFO_ONE_BIT
+}
+
+/// Counts the information of the symbols popped from a stream against what its words can
+/// hold, so that a short stream cannot decode into a large grid (spec §6.5).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InfoBudget {
+    left: u64,
+}
+
+impl InfoBudget {
+    /// The budget of a stream of `bytes` bytes.
+    pub(crate) fn for_stream(bytes: usize) -> Self {
+        Self {
+            left: (bytes as u64 * 8 + INFO_SLACK_BITS) * INFO_ONE_BIT,
+        }
+    }
+
+    /// Spends `units` (2^-16 bit); fails once the stream could not have held that much.
+    pub(crate) fn spend(&mut self, units: u64) -> Result<(), EntropyError> {
+        self.left = self.left.checked_sub(units).ok_or(EntropyError::Corrupt(
+            "stream is too short for the symbols it must hold",
+        ))?;
+        Ok(())
+    }
+}
+
 /// A coder to decode `bytes`: fails if they are not a whole number of words or the last word
 /// is zero (which no encoder writes).
 pub(crate) fn stream_coder(bytes: &[u8]) -> Result<DefaultAnsCoder, EntropyError> {
@@ -177,9 +228,18 @@ pub(crate) fn stream_coder(bytes: &[u8]) -> Result<DefaultAnsCoder, EntropyError
         .map_err(|_| EntropyError::Corrupt("stream ends with a zero word"))
 }
 
+/// The information lower bound of symbol `s` of `m` ([`categorical_info`]).
+pub(crate) fn symbol_info(m: &Categorical, s: usize) -> u64 {
+    let freq = m
+        .left_cumulative_and_probability(s)
+        .map_or(1, |(_, p)| p.get());
+    categorical_info(freq)
+}
+
 /// Reads a stream written by [`SymbolWriter::finish`], symbol by symbol, in the same order.
 pub struct SymbolReader<'t> {
     coder: DefaultAnsCoder,
+    budget: InfoBudget,
     scales: &'t ScaleTables,
     side: &'t [Categorical],
 }
@@ -194,9 +254,18 @@ impl<'t> SymbolReader<'t> {
     ) -> Result<Self, EntropyError> {
         Ok(Self {
             coder: stream_coder(bytes)?,
+            budget: InfoBudget::for_stream(bytes.len()),
             scales,
             side,
         })
+    }
+
+    /// Fails at once if `latents` more latent values (at the cheapest table's most likely
+    /// symbol each) are more information than the rest of the stream can hold: a tile whose
+    /// stream is far too short is refused before anything is decoded or allocated for it.
+    pub fn expect_latents(&self, latents: usize) -> Result<(), EntropyError> {
+        let mut budget = self.budget;
+        budget.spend((latents as u64).saturating_mul(self.scales.cheapest_latent_info()))
     }
 
     /// Reads a latent value coded with scale table `table`.
@@ -236,15 +305,21 @@ impl<'t> SymbolReader<'t> {
     }
 
     fn cat(&mut self, m: &Categorical) -> Result<usize, EntropyError> {
-        self.coder
+        let s = self
+            .coder
             .decode_symbol(m)
-            .map_err(|_| EntropyError::Corrupt("rANS decode failed"))
+            .map_err(|_| EntropyError::Corrupt("rANS decode failed"))?;
+        self.budget.spend(symbol_info(m, s))?;
+        Ok(s)
     }
 
     fn uniform(&mut self, n: usize) -> Result<usize, EntropyError> {
-        self.coder
+        let s = self
+            .coder
             .decode_symbol(DefaultUniformModel::new(n))
-            .map_err(|_| EntropyError::Corrupt("rANS decode failed"))
+            .map_err(|_| EntropyError::Corrupt("rANS decode failed"))?;
+        self.budget.spend(uniform_info(n))?;
+        Ok(s)
     }
 
     /// Checks that the stream was consumed exactly: rANS never fails on garbage, so this
@@ -257,5 +332,58 @@ impl<'t> SymbolReader<'t> {
                 "stream has data left after the last symbol",
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn information_bounds_are_lower_bounds() {
+        for f in 1..=(1u32 << PRECISION) {
+            let exact = -((f as f64) / 65536.0).log2() * 65536.0;
+            let bound = categorical_info(f) as f64;
+            assert!(bound <= exact + 1e-6, "freq {f}: {bound} > {exact}");
+        }
+        // Pinned values (spec §6.5): table 0's centre, the rarest symbol, certainty.
+        assert_eq!(categorical_info(64837), 1008);
+        assert_eq!(categorical_info(1), 16 << 16);
+        assert_eq!(categorical_info(1 << 16), 0);
+        assert_eq!(uniform_info(21), 4 << 16);
+        assert_eq!(uniform_info(2), 1 << 16);
+        assert_eq!(ScaleTables::new().cheapest_latent_info(), 1008);
+    }
+
+    #[test]
+    fn a_word_cannot_decode_a_tile() {
+        let scales = ScaleTables::new();
+        // `01 00 00 00` pops table 0's first symbols for free, forever.
+        let mut rd = SymbolReader::new(&[1, 0, 0, 0], &scales, &[]).unwrap();
+        let popped = (0..100_000).map(|_| rd.latent(0)).position(|r| r.is_err());
+        let n = popped.expect("the stream must run out of information");
+        // 32 + 256 bits of budget; the first symbols are worth 16 bits each.
+        assert!(n <= 20, "{n} symbols decoded");
+        assert!(SymbolReader::new(&[1, 0, 0, 0], &scales, &[])
+            .unwrap()
+            .expect_latents(100_000)
+            .is_err());
+    }
+
+    #[test]
+    fn cheap_real_streams_stay_within_the_bound() {
+        // 200,000 zeros at the most peaked table: 0.0155 bits each, ~390 bytes.
+        let scales = ScaleTables::new();
+        let mut w = SymbolWriter::new();
+        for k in 0..200_000 {
+            w.latent(0, if k % 5000 == 0 { -2 } else { 0 });
+        }
+        let bytes = w.finish(&scales, &[]).unwrap();
+        let mut rd = SymbolReader::new(&bytes, &scales, &[]).unwrap();
+        rd.expect_latents(200_000).unwrap();
+        for k in 0..200_000 {
+            assert_eq!(rd.latent(0).unwrap(), if k % 5000 == 0 { -2 } else { 0 });
+        }
+        rd.finish().unwrap();
     }
 }

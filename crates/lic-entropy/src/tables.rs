@@ -104,6 +104,18 @@ impl ScaleTables {
         }
     }
 
+    /// The least information a latent value can carry ([`crate::coder::categorical_info`] of
+    /// the largest frequency of any table), in 2^-16 bit.
+    pub fn cheapest_latent_info(&self) -> u64 {
+        let largest = self
+            .freqs
+            .iter()
+            .flat_map(|f| f.iter().copied())
+            .max()
+            .unwrap_or(1);
+        crate::coder::categorical_info(largest)
+    }
+
     /// −log2 of the probability table `t` gives `value`'s symbol: the escape symbol for a
     /// value outside the support (whose raw bits come on top, not counted here).
     pub fn table_bits(&self, t: usize, value: i32) -> f64 {

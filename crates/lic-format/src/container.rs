@@ -136,7 +136,7 @@ pub struct Header {
     pub model: ModelKind,
     /// First 8 bytes of the SHA-256 of the weights file that coded the image.
     pub weights_id: [u8; 8],
-    /// Quality, `round(q · 65535)`.
+    /// Rate code (spec §4.1): what the decoder reads the rate position from.
     pub quality: u16,
     /// Tile side in latents (16 pixels each); 0: the whole image is one tile (spec §5).
     pub tile: u16,
