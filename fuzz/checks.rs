@@ -224,3 +224,153 @@ pub fn entropy(data: &[u8]) {
         let _ = r.finish();
     }
 }
+
+/// Reads fields off the front of the input, with zeros once it runs out.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn u8(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
+}
+
+/// The weights ids of the codec's cw and rnn weights, as files made with them carry them.
+fn weights_ids() -> &'static ([u8; 8], [u8; 8]) {
+    static IDS: OnceLock<([u8; 8], [u8; 8])> = OnceLock::new();
+    IDS.get_or_init(|| {
+        let tiny = lic::Image {
+            width: 16,
+            height: 16,
+            color: lic::ColorType::Gray,
+            data: vec![100; 256],
+        };
+        let id = |m| {
+            let c = Codec::from_weights_bytes(&fixed_rnn_weights())
+                .unwrap()
+                .with_model(m);
+            lic::container::read_header(&c.encode(&tiny, 0.0).unwrap())
+                .unwrap()
+                .weights_id
+        };
+        (id(lic::ModelKind::Cw), id(lic::ModelKind::Rnn))
+    })
+}
+
+/// The codec the crafted check runs: the decode check's weights, desktop-like limits cut to
+/// 1 Mpx so that an accepted picture decodes in well under a second.
+fn crafted_codec() -> &'static Codec {
+    static CODEC: OnceLock<Codec> = OnceLock::new();
+    CODEC.get_or_init(|| {
+        Codec::from_weights_bytes(&fixed_rnn_weights())
+            .unwrap()
+            .with_limits(Limits {
+                max_pixels: 1 << 20,
+                max_memory: 512 << 20,
+                ..Limits::default()
+            })
+    })
+}
+
+/// Builds a file with valid CRCs from the input's fields: a header with any size, colour
+/// type, model (with the matching weights id), rate code and tile field, then a sequence of
+/// chunks (every critical and ancillary type, a repeated HEAD, an unknown one) with payloads
+/// from the input, short ones and the word `01 00 00 00` among them. Returns it with the
+/// header it declares.
+pub fn craft(data: &[u8]) -> (Vec<u8>, lic::Header) {
+    use lic::container::{types, write_chunk, ColorType, Header, ModelKind, SIGNATURE};
+    let mut f = Fields(data);
+    let (cw_id, rnn_id) = *weights_ids();
+    let model = if f.u8() & 1 == 0 {
+        ModelKind::Cw
+    } else {
+        ModelKind::Rnn
+    };
+    let width = 1 + (f.u16() % 2048) as u32;
+    let height = 1 + (f.u16() % 2048) as u32;
+    let color = [
+        ColorType::Gray,
+        ColorType::GrayAlpha,
+        ColorType::Rgb,
+        ColorType::Rgba,
+    ][(f.u8() % 4) as usize];
+    let quality = f.u16();
+    let tile = match f.u8() % 4 {
+        0 => 0,
+        1 => 48,
+        2 => (f.u8() % 64) as u16,
+        _ => f.u16(),
+    };
+    let header = Header {
+        width,
+        height,
+        color,
+        model,
+        weights_id: if model == ModelKind::Cw {
+            cw_id
+        } else {
+            rnn_id
+        },
+        quality,
+        tile,
+    };
+    let mut out = SIGNATURE.to_vec();
+    write_chunk(&mut out, types::HEAD, &header.to_bytes());
+    let kinds = [
+        types::CWLT,
+        types::RNLY,
+        types::ALPH,
+        types::ICCP,
+        types::EXIF,
+        types::HEAD,
+        *b"zzZZ",
+        types::CWLT,
+    ];
+    let mut done = false;
+    while !f.0.is_empty() && !done {
+        let sel = f.u8();
+        let kind = kinds[(sel & 7) as usize];
+        let repeat = 1 + ((sel >> 3) & 3) as usize;
+        let payload = match sel >> 5 {
+            0 => vec![1, 0, 0, 0],
+            1 => f.take(4).to_vec(),
+            _ => {
+                let n = f.u16() as usize % 4096;
+                f.take(n).to_vec()
+            }
+        };
+        for _ in 0..repeat {
+            write_chunk(&mut out, kind, &payload);
+        }
+        done = sel == 0xFF;
+    }
+    write_chunk(&mut out, types::DONE, &[]);
+    (out, header)
+}
+
+/// Crafted files ([`craft`]) decoded whole and streamed: no panic, and a picture that
+/// decodes has the size its header declares.
+pub fn crafted(data: &[u8]) {
+    let (file, header) = craft(data);
+    let codec = crafted_codec();
+    if let Ok(img) = codec.decode(&file) {
+        assert_eq!((img.width, img.height), (header.width, header.height));
+    }
+    let mut dec = StreamDecoder::new(codec);
+    dec.push(&file);
+    for _ in 0..32 {
+        match dec.poll() {
+            Ok(lic::stream::Event::Done) | Err(_) => break,
+            _ => {}
+        }
+    }
+}

@@ -30,6 +30,7 @@ fn fuzz_findings_stay_fixed() {
     replay("container", checks::container);
     replay("decode", checks::decode);
     replay("entropy", checks::entropy);
+    replay("crafted", checks::crafted);
 }
 
 #[test]

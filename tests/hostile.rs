@@ -64,7 +64,10 @@ fn a_word_cannot_declare_a_picture() {
     refused_quickly(&one, Duration::from_secs(1));
     // 8192×8192 in 121 tiles of 48×48 latents, each the same word.
     let tiles = vec![(types::CWLT, vec![1, 0, 0, 0]); 121];
-    refused_quickly(&file(&header(8192, 8192, 48), &tiles), Duration::from_secs(1));
+    refused_quickly(
+        &file(&header(8192, 8192, 48), &tiles),
+        Duration::from_secs(1),
+    );
     // The streaming decoder refuses them the same way.
     let c = codec();
     let mut s = lic::stream::StreamDecoder::new(&c);
@@ -141,7 +144,14 @@ fn the_encoder_refuses_a_huge_input_before_decoding_it() {
     let t = Instant::now();
     let e = codec().read_image(&bytes).unwrap_err();
     assert!(
-        matches!(e, Error::EncodeLimits { width: 20000, what: "pixel count", .. }),
+        matches!(
+            e,
+            Error::EncodeLimits {
+                width: 20000,
+                what: "pixel count",
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(t.elapsed() < Duration::from_secs(1));

@@ -1,0 +1,117 @@
+//! The memory limit holds for real: `lic decode --max-memory M` on real and crafted files,
+//! with M the decoder's own estimate (`codec::decode_memory`, rounded up to a MiB), peaks at
+//! or under M (peak resident set of the child process, from `wait4`), and one MiB less is
+//! refused before decoding.
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::process::Command;
+
+use lic::{Codec, ColorType, Image};
+
+fn kodak(name: &str) -> Image {
+    let img = image::open(format!(
+        "{}/kodak-bench/kodak/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .into_rgb8();
+    Image {
+        width: img.width(),
+        height: img.height(),
+        color: ColorType::Rgb,
+        data: img.into_raw(),
+    }
+}
+
+/// Two Kodak images side by side, twice over: 1536×1024 of real photographs.
+fn mosaic() -> Image {
+    let tiles = [
+        kodak("kodim01.png"),
+        kodak("kodim05.png"),
+        kodak("kodim13.png"),
+        kodak("kodim21.png"),
+    ];
+    let (w, h) = (768usize * 2, 512usize * 2);
+    let mut data = vec![0u8; w * h * 3];
+    for (k, t) in tiles.iter().enumerate() {
+        let (x0, y0) = ((k % 2) * 768, (k / 2) * 512);
+        for y in 0..512 {
+            let src = &t.data[y * 768 * 3..(y + 1) * 768 * 3];
+            let at = ((y0 + y) * w + x0) * 3;
+            data[at..at + 768 * 3].copy_from_slice(src);
+        }
+    }
+    Image {
+        width: w as u32,
+        height: h as u32,
+        color: ColorType::Rgb,
+        data,
+    }
+}
+
+/// Runs `cmd` and returns its exit success and its peak resident set in bytes.
+fn run_with_peak(cmd: &mut Command) -> (bool, u64) {
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with valid pointers to a status and a rusage.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64 * 1024)
+}
+
+fn decode_within_the_estimate(name: &str, file: &[u8], dir: &Path) {
+    let header = lic::container::read_header(file).unwrap();
+    let estimate = lic::codec::decode_memory(&header);
+    let limit_mib = estimate.div_ceil(1 << 20);
+    let path = dir.join(format!("{name}.lic"));
+    std::fs::write(&path, file).unwrap();
+    let decode = |mib: u64| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic"));
+        cmd.args(["decode", "--quiet", "--max-memory", &mib.to_string()])
+            .arg(&path)
+            .arg(dir.join(format!("{name}.png")));
+        run_with_peak(&mut cmd)
+    };
+    let (ok, peak) = decode(limit_mib);
+    eprintln!(
+        "{name}: {}x{} tile {}: peak {:.1} MiB, limit {limit_mib} MiB",
+        header.width,
+        header.height,
+        header.tile,
+        peak as f64 / 1048576.0
+    );
+    assert!(ok, "{name}: refused or failed under its own estimate");
+    assert!(
+        peak <= limit_mib << 20,
+        "{name}: peak {peak} over the limit of {limit_mib} MiB"
+    );
+    let (ok, _) = decode(limit_mib - 1);
+    assert!(!ok, "{name}: decoded under a limit below the estimate");
+}
+
+#[test]
+fn decode_peaks_stay_under_the_limit_they_were_given() {
+    // LIC_MEMORY_TEST_DIR keeps the files for a look with /usr/bin/time or heaptrack.
+    let temp = tempfile::tempdir().unwrap();
+    let kept = std::env::var_os("LIC_MEMORY_TEST_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    let codec = Codec::embedded().unwrap();
+    let k23 = codec.encode(&kodak("kodim23.png"), 0.75).unwrap();
+    decode_within_the_estimate("kodim23", &k23, dir);
+    let big = mosaic();
+    decode_within_the_estimate("mosaic", &codec.encode(&big, 0.5).unwrap(), dir);
+    // One tile for the whole picture: the largest synthesis working set.
+    let one_tile = Codec::embedded().unwrap().with_tile_size(0);
+    decode_within_the_estimate("mosaic-one-tile", &one_tile.encode(&big, 0.5).unwrap(), dir);
+    // Grey with alpha: an alpha plane to inflate.
+    let ga = Image {
+        width: big.width,
+        height: big.height,
+        color: ColorType::GrayAlpha,
+        data: big.data.chunks(3).flat_map(|p| [p[1], p[0]]).collect(),
+    };
+    decode_within_the_estimate("mosaic-grey-alpha", &codec.encode(&ga, 0.3).unwrap(), dir);
+}
