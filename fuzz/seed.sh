@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora from the golden vectors: as they are for `container` and `entropy`,
-# and behind a mode byte (0: CRCs as they are, 1: CRCs repaired) for `decode`.
+# and behind a mode byte (0: CRCs as they are, 1: CRCs repaired) for `decode`; `crafted`
+# from its regression inputs.
 set -euo pipefail
 cd "$(dirname "$0")"
-mkdir -p corpus/container corpus/decode corpus/entropy
+mkdir -p corpus/container corpus/decode corpus/entropy corpus/crafted
+# crafted takes fields, not files: its regression inputs seed it.
+for f in ../tests/fuzz-regressions/crafted/*; do
+    case "$f" in *.md) ;; *) cp "$f" corpus/crafted/ ;; esac
+done
 for f in ../format-spec/golden/*.lic; do
     n=$(basename "$f" .lic)
     cp "$f" "corpus/container/$n"

@@ -75,8 +75,9 @@ pub enum Error {
         /// Bytes of the smallest file (the lowest quality).
         smallest: usize,
     },
-    /// The image is over the limits a decoder applies, so the encoder does not write it.
-    #[error("image of {width}x{height} exceeds the decoder limits ({what}); a decoder with those limits would refuse the file")]
+    /// The image is over the codec's limits: a decoder with them would refuse the file, or
+    /// encoding it would need more memory than they allow. Nothing is written.
+    #[error("cannot encode a {width}x{height} image within the limits ({what})")]
     EncodeLimits {
         /// Width of the image.
         width: u32,
@@ -734,13 +735,21 @@ impl Codec {
                 _ => 0,
             },
         };
-        // The encoder's own working memory grows like the decoder's, so this also bounds it.
         match self.limits.check(&header) {
             Err(Error::Limits { what, .. }) => Err(Error::EncodeLimits {
                 width,
                 height,
                 what,
             }),
+            // The encoder's own peak is estimated as the decoder's is and held to the same
+            // limit.
+            _ if codec::encode_memory(&header) > self.limits.max_memory => {
+                Err(Error::EncodeLimits {
+                    width,
+                    height,
+                    what: "memory: encoding it needs more",
+                })
+            }
             _ => Ok(()),
         }
     }

@@ -1,7 +1,7 @@
-//! The memory limit holds for real: `lic decode --max-memory M` on real and crafted files,
-//! with M the decoder's own estimate (`codec::decode_memory`, rounded up to a MiB), peaks at
-//! or under M (peak resident set of the child process, from `wait4`), and one MiB less is
-//! refused before decoding.
+//! The memory limit holds for real: `lic decode --max-memory M` on real files, with M the
+//! decoder's own estimate (`codec::decode_memory`, rounded up to a MiB), peaks at or under M
+//! (peak resident set of the child process, from `wait4`), and one MiB less is refused
+//! before decoding; `lic encode` likewise against `codec::encode_memory`.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -62,6 +62,52 @@ fn run_with_peak(cmd: &mut Command) -> (bool, u64) {
     (ok, usage.ru_maxrss as u64 * 1024)
 }
 
+/// Encodes `img` with `lic encode --max-memory E` (E: the encoder's estimate for the file it
+/// writes, `file`), checks the peak, and that a MiB less is refused.
+fn encode_within_the_estimate(name: &str, img: &Image, file: &[u8], tile: u32, dir: &Path) {
+    let header = lic::container::read_header(file).unwrap();
+    let limit_mib = lic::codec::encode_memory(&header).div_ceil(1 << 20);
+    let png = dir.join(format!("{name}-in.png"));
+    let color = match img.color {
+        ColorType::Rgb => image::ExtendedColorType::Rgb8,
+        ColorType::GrayAlpha => image::ExtendedColorType::La8,
+        c => panic!("{c:?}"),
+    };
+    image::save_buffer(&png, &img.data, img.width, img.height, color).unwrap();
+    let encode = |mib: u64| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lic"));
+        cmd.args([
+            "encode",
+            "--quiet",
+            "-q",
+            "0.5",
+            "--tile",
+            &tile.to_string(),
+        ])
+        .args(["--max-memory", &mib.to_string()])
+        .arg(&png)
+        .arg(dir.join(format!("{name}-out.lic")));
+        run_with_peak(&mut cmd)
+    };
+    let (ok, peak) = encode(limit_mib);
+    eprintln!(
+        "{name} encode: peak {:.1} MiB, limit {limit_mib} MiB",
+        peak as f64 / 1048576.0
+    );
+    assert!(
+        ok,
+        "{name}: encode refused or failed under its own estimate"
+    );
+    assert!(
+        peak <= limit_mib << 20,
+        "{name}: encode peak {peak} over the limit of {limit_mib} MiB"
+    );
+    assert!(
+        !encode(limit_mib - 1).0,
+        "{name}: encoded under a limit below the estimate"
+    );
+}
+
 fn decode_within_the_estimate(name: &str, file: &[u8], dir: &Path) {
     let header = lic::container::read_header(file).unwrap();
     let estimate = lic::codec::decode_memory(&header);
@@ -93,7 +139,7 @@ fn decode_within_the_estimate(name: &str, file: &[u8], dir: &Path) {
 }
 
 #[test]
-fn decode_peaks_stay_under_the_limit_they_were_given() {
+fn peaks_stay_under_the_limit_they_were_given() {
     // LIC_MEMORY_TEST_DIR keeps the files for a look with /usr/bin/time or heaptrack.
     let temp = tempfile::tempdir().unwrap();
     let kept = std::env::var_os("LIC_MEMORY_TEST_DIR").map(std::path::PathBuf::from);
@@ -102,10 +148,15 @@ fn decode_peaks_stay_under_the_limit_they_were_given() {
     let k23 = codec.encode(&kodak("kodim23.png"), 0.75).unwrap();
     decode_within_the_estimate("kodim23", &k23, dir);
     let big = mosaic();
-    decode_within_the_estimate("mosaic", &codec.encode(&big, 0.5).unwrap(), dir);
+    let mosaic = codec.encode(&big, 0.5).unwrap();
+    decode_within_the_estimate("mosaic", &mosaic, dir);
+    encode_within_the_estimate("mosaic", &big, &mosaic, 768, dir);
+    encode_within_the_estimate("kodim23", &kodak("kodim23.png"), &k23, 768, dir);
     // One tile for the whole picture: the largest synthesis working set.
     let one_tile = Codec::embedded().unwrap().with_tile_size(0);
-    decode_within_the_estimate("mosaic-one-tile", &one_tile.encode(&big, 0.5).unwrap(), dir);
+    let whole = one_tile.encode(&big, 0.5).unwrap();
+    decode_within_the_estimate("mosaic-one-tile", &whole, dir);
+    encode_within_the_estimate("mosaic-one-tile", &big, &whole, 0, dir);
     // Grey with alpha: an alpha plane to inflate.
     let ga = Image {
         width: big.width,
@@ -113,5 +164,7 @@ fn decode_peaks_stay_under_the_limit_they_were_given() {
         color: ColorType::GrayAlpha,
         data: big.data.chunks(3).flat_map(|p| [p[1], p[0]]).collect(),
     };
-    decode_within_the_estimate("mosaic-grey-alpha", &codec.encode(&ga, 0.3).unwrap(), dir);
+    let ga_file = codec.encode(&ga, 0.3).unwrap();
+    decode_within_the_estimate("mosaic-grey-alpha", &ga_file, dir);
+    encode_within_the_estimate("mosaic-grey-alpha", &ga, &ga_file, 768, dir);
 }

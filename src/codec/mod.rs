@@ -419,9 +419,46 @@ pub fn decode_memory(hd: &Header) -> u64 {
     // by another thread than the one that allocated them (tiles are entropy-decoded in
     // parallel) are not reused at once, so the process holds more than the live buffers, by
     // an amount that varies from run to run: the same 1536×1024 file in 768-pixel tiles
-    // peaked at 196–243 MiB over eight runs, 22 % over the live buffers at worst. 35 % keeps
-    // the estimate above every peak measured (`tests/memory.rs`).
-    RESIDENT + (image + alpha + latents + working) * 27 / 20
+    // peaked at 196–261 MiB over a dozen runs, up to a third over the live buffers when
+    // the machine was busy. Half keeps the estimate above every peak measured
+    // (`tests/memory.rs`).
+    RESIDENT + (image + alpha + latents + working) * 3 / 2
+}
+
+/// Peak working memory of the analysis network per pixel of its window (input, the largest
+/// stage's tensors, normalization and band temporaries, allocator pages in use), measured:
+/// `lic encode` of kodim23 (one 800×544 window with its halo) peaked at 211 MiB, of which
+/// 142 MiB above the resident code, weights and image buffers, 343 bytes per window pixel.
+const ANALYSIS_BYTES_PER_PIXEL: u64 = 360;
+
+/// An estimate of the peak memory of a process that encodes an image into a file with this
+/// header, in the same terms as [`decode_memory`]: [`RESIDENT`], the input image twice (as
+/// read and as the RGB the analysis takes), the analysis grid, one analysis window's working
+/// set, and the quantized symbols of the tiles coded at once, with the same allowance for the
+/// allocator.
+pub fn encode_memory(hd: &Header) -> u64 {
+    let (w, h) = (hd.width as u64, hd.height as u64);
+    let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
+    let image = w * h * (hd.color.channels() as u64 + 3);
+    if hd.model == ModelKind::Rnn {
+        return decode_memory(hd) + image;
+    }
+    // Analysis windows are DEFAULT_TILE pixels plus the halo on each side, whatever the tiling.
+    let window = |n: u64| (n.min(DEFAULT_TILE as u64 / STRIDE as u64) + 2 * cw::HALO as u64).min(n);
+    let window_px = window(lh) * window(lw) * (STRIDE * STRIDE) as u64;
+    let analysis = lh * lw * (M as u64 + 1) * 4;
+    // Tiles are quantized in parallel; each holds its values (i32), tables (u8) and the
+    // writer's symbols (8 bytes each).
+    let tile = |n: u64| {
+        if hd.tile == 0 {
+            n
+        } else {
+            n.min(hd.tile as u64)
+        }
+    };
+    let symbols =
+        (rayon::current_num_threads() as u64).min(lh * lw) * tile(lh) * tile(lw) * M as u64 * 13;
+    RESIDENT + (image + analysis + window_px * ANALYSIS_BYTES_PER_PIXEL + symbols) * 3 / 2
 }
 
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.
