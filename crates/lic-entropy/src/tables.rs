@@ -91,29 +91,27 @@ pub struct ScaleTables {
     pub freqs: Vec<Vec<u32>>,
     /// Support half-width R of each table.
     pub support: Vec<i32>,
+    /// [`Self::cheapest_latent_info`], found once: decoders ask for it per tile.
+    cheapest_latent: u64,
 }
 
 impl ScaleTables {
     /// Builds all `SCALE_COUNT` tables.
     pub fn new() -> Self {
         let freqs: Vec<Vec<u32>> = (0..SCALE_COUNT).map(laplace_frequencies).collect();
+        let largest = freqs.iter().flatten().copied().max().unwrap_or(1);
         Self {
             models: freqs.iter().map(|f| categorical(f)).collect(),
             support: (0..SCALE_COUNT).map(support_of).collect(),
             freqs,
+            cheapest_latent: crate::coder::categorical_info(largest),
         }
     }
 
     /// The least information a latent value can carry ([`crate::coder::categorical_info`] of
     /// the largest frequency of any table), in 2^-16 bit.
     pub fn cheapest_latent_info(&self) -> u64 {
-        let largest = self
-            .freqs
-            .iter()
-            .flat_map(|f| f.iter().copied())
-            .max()
-            .unwrap_or(1);
-        crate::coder::categorical_info(largest)
+        self.cheapest_latent
     }
 
     /// −log2 of the probability table `t` gives `value`'s symbol: the escape symbol for a
