@@ -131,7 +131,8 @@ fn integer_anchor_context_follows_the_float_network() {
     let t =
         candle_core::Tensor::from_vec(anchors, (1, M, h, wd), &candle_core::Device::Cpu).unwrap();
     let float: Vec<f32> = w
-        .model
+        .model()
+        .unwrap()
         .anchor_context(&t)
         .unwrap()
         .expect("the shipped weights have an anchor context")

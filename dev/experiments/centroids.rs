@@ -24,7 +24,7 @@ fn main() {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let r = Rect::grid(h.div_ceil(16), w.div_ceil(16));
         let x = to_tensor(img.as_raw(), w, h, &r, &dev).unwrap();
-        let (y, _) = weights.model.analysis(&x).unwrap();
+        let (y, _) = weights.model().unwrap().analysis(&x).unwrap();
         let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
         let image = Image {
             width: w as u32,
@@ -40,7 +40,7 @@ fn main() {
             let stream = parsed.find_all(CWLT)[0];
             let lat = read_symbols(&weights, stream, r.h(), r.w(), q16).unwrap();
             let pos = lic::codec::cw::rate_pos(q16);
-            let (lg, _) = weights.model.rate_params(pos).unwrap();
+            let (lg, _) = weights.model().unwrap().rate_params(pos).unwrap();
             let gains: Vec<f32> = lg.exp().unwrap().to_vec1().unwrap();
             let idx = &lat.tables;
             let n = lat.h * lat.w;

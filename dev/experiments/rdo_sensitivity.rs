@@ -11,7 +11,7 @@ use lic::CwWeights;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let weights = CwWeights::from_bytes(&std::fs::read(&args[1])?)?;
-    let model = &weights.model;
+    let model = weights.model()?;
     let dev = Device::Cpu;
     let mut table = String::new();
     for t in (0..10).map(|k| k as f64 * 0.5) {

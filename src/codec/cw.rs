@@ -19,6 +19,7 @@ use crate::model::weights::CwWeights;
 use crate::Error;
 
 /// Latent symbols of one image.
+#[derive(Clone)]
 pub struct Latents {
     /// Latent height and width.
     pub h: usize,
@@ -275,7 +276,7 @@ impl Analysis {
     /// The latents at rate code `q16`: gains, importance levels and the encoder's rounding
     /// start point.
     pub fn quantize(&self, weights: &CwWeights, q16: u16) -> Result<Latents, Error> {
-        let (lg, mb) = weights.model.rate_params(rate_pos(q16))?;
+        let (lg, mb) = weights.model()?.rate_params(rate_pos(q16))?;
         let gains: Vec<f32> = lg.exp()?.to_vec1()?;
         let mb: f32 = mb.to_scalar()?;
         let levels = levels_from_logits(&self.logits, mb);
@@ -304,7 +305,7 @@ impl Analysis {
 
 /// Runs the analysis transform: the encoder-only half, independent of the rate.
 pub fn analyze(weights: &CwWeights, x: &Tensor) -> Result<Analysis, Error> {
-    let (y, logit) = weights.model.analysis(x)?;
+    let (y, logit) = weights.model()?.analysis(x)?;
     let (_, _, h, w) = y.dims4()?;
     Ok(Analysis {
         h,
@@ -527,28 +528,21 @@ pub fn read_symbols(
 }
 
 /// Synthesis: latents → interleaved RGB8 of the whole `16·h`×`16·w` grid (spec §5 steps 3–4,
-/// before cropping).
-pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16) -> Result<Vec<u8>, Error> {
-    let model = &weights.model;
-    let dev = model.device();
-    let (lg, _) = model.rate_params(rate_pos(q16))?;
-    let gains: Vec<f32> = lg.exp()?.to_vec1()?;
-    let n = lat.h * lat.w;
+/// before cropping), handed to `sink` row by row with the row's index.
+pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16, sink: impl FnMut(usize, &[u8])) {
+    let gains = weights.gains(q16);
+    let (n, w) = (lat.h * lat.w, lat.w);
     let shrink = &weights.int.recon_shrink;
-    let y: Vec<f32> = (0..M * n)
-        .map(|k| reconstruction(shrink, lat.tables[k], lat.values[k]) as f32 / gains[k / n])
-        .collect();
-    let y = Tensor::from_vec(y, (1, M, lat.h, lat.w), dev)?;
-    let x = model.synthesis(&y)?;
-    let (_, _, hp, wp) = x.dims4()?;
-    let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let mut out = vec![0u8; hp * wp * 3];
-    for p in 0..hp * wp {
-        for c in 0..3 {
-            out[p * 3 + c] = (x[c * hp * wp + p] * 255.0).round().clamp(0.0, 255.0) as u8;
+    let latent_row = |i: usize, row: &mut [f32]| {
+        for (c, (dst, gain)) in row.chunks_exact_mut(w).zip(&gains).enumerate() {
+            let at = c * n + i * w;
+            let (values, tables) = (&lat.values[at..at + w], &lat.tables[at..at + w]);
+            for ((d, &v), &t) in dst.iter_mut().zip(values).zip(tables) {
+                *d = reconstruction(shrink, t, v) as f32 / gain;
+            }
         }
-    }
-    Ok(out)
+    };
+    weights.synthesizer.run(lat.h, lat.w, latent_row, sink);
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ impl<'a> CwEncoder<'a> {
         let windows = cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE);
         for (done, r) in windows.iter().enumerate() {
             let g = r.grow(cw::HALO, lh, lw);
-            let x = cw::to_tensor(&rgb, w, h, &g, weights.model.device())?;
+            let x = cw::to_tensor(&rgb, w, h, &g, weights.model()?.device())?;
             let a = cw::analyze(weights, &x)?;
             analysis.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
             report(progress, done + 1, windows.len())?;
@@ -365,8 +365,16 @@ pub fn decode_rnn(
 }
 
 /// What a decoding process holds whatever the image: the weights as f32 and as loaded, the
-/// entropy tables, the code and the runtime (measured: 56–63 MiB for a 33×17 file).
-pub const RESIDENT: u64 = 64 << 20;
+/// entropy tables, the code and the runtime (measured: 32–33 MiB for a 33×17 file).
+pub const RESIDENT: u64 = 36 << 20;
+
+/// What an encoding process holds whatever the image: [`RESIDENT`] and the float model the
+/// analysis runs (measured: 53–54 MiB for a 33×17 image).
+pub const ENCODER_RESIDENT: u64 = 60 << 20;
+
+/// The allocator's share over the live buffers, in eighths (see [`decode_memory`]):
+/// `tests/memory.rs` measures every decode it runs at or under the estimate.
+const ALLOCATOR_ALLOWANCE: u64 = 9;
 
 /// An estimate of the peak memory of a process that decodes a file with this header:
 /// [`RESIDENT`], the output image, the alpha plane, the latent grid, and the synthesis of the
@@ -391,38 +399,43 @@ pub fn decode_memory(hd: &Header) -> u64 {
         (t + 2 * cw::HALO as u64).min(n)
     };
     // Per latent: M values (i32) and the M tables they were decoded with (u8), one level.
-    // The decoder holds three tile rows of decoded tiles and the current row's band.
-    let rows_held = if hd.tile == 0 {
-        2 * lh
-    } else {
-        (3 * hd.tile as u64).min(lh) + side(lh)
-    };
-    let latents = rows_held * lw * (M as u64 * 5 + 1);
+    let per_latent = M as u64 * 5 + 1;
     let area = side(lh) * side(lw);
-    // Synthesis stage i runs at 4^i·area positions on whole-tile tensors for its input (cin
-    // channels) and output (cout channels at four times the positions); its temporaries live
-    // in bands of bounded size (`model::layers::in_row_bands`).
-    let stage = crate::arch::cw::SYNTHESIS
-        .iter()
-        .enumerate()
-        .map(|(i, &(cin, cout))| (cin + 4 * cout) as u64 * (area << (2 * i)))
-        .max()
-        .unwrap_or(0)
+    let latents = if hd.tile == 0 {
+        // The one tile, synthesized in place.
+        lh * lw * per_latent
+    } else {
+        // Two tile rows and the halo rows above them, and the tile being synthesized with
+        // its halo, copied out.
+        (2 * hd.tile as u64 + cw::HALO as u64).min(lh) * lw * per_latent + area * per_latent
+    };
+    // Tiles being entropy-decoded at once, each with its context offsets (an i32 per latent
+    // and per hidden unit of the context network).
+    let tile_area = |n: u64| {
+        if hd.tile == 0 {
+            n
+        } else {
+            n.min(hd.tile as u64)
+        }
+    };
+    let tiles_in_row = if hd.tile == 0 {
+        1
+    } else {
+        lw.div_ceil(hd.tile as u64)
+    };
+    let threads = rayon::current_num_threads() as u64;
+    let entropy = threads.min(tiles_in_row)
+        * tile_area(lh)
+        * tile_area(lw)
+        * (M + crate::arch::cw::CTX_HIDDEN) as u64
         * 4;
-    // Besides the stage: its band temporaries, the tile's latents as f32, and its pixels as
-    // f32 and u8.
-    let working = stage
-        + crate::model::layers::BAND_TEMPORARIES
-        + (M as u64 * 4 + 4) * area
-        + 16 * area * 256 * 3;
-    // The allocator keeps freed pages for reuse (the CLI turns purging off), and pages freed
-    // by another thread than the one that allocated them (tiles are entropy-decoded in
-    // parallel) are not reused at once, so the process holds more than the live buffers, by
-    // an amount that varies from run to run: the same 1536×1024 file in 768-pixel tiles
-    // peaked at 196–261 MiB over a dozen runs, up to a third over the live buffers when
-    // the machine was busy. Half keeps the estimate above every peak measured
-    // (`tests/memory.rs`).
-    RESIDENT + (image + alpha + latents + working) * 3 / 2
+    // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has.
+    let working =
+        entropy + crate::model::synthesis::working_bytes(side(lw) as usize, threads as usize);
+    // The allocator holds more than the live buffers: pages freed by another thread than
+    // the one that allocated them (tiles are entropy-decoded in parallel, synthesis chunks
+    // computed on the pool) are not reused at once, nor handed back for some milliseconds.
+    RESIDENT + (image + alpha + latents + working) * ALLOCATOR_ALLOWANCE / 8
 }
 
 /// Peak working memory of the analysis network per pixel of its window (input, the largest
@@ -432,7 +445,7 @@ pub fn decode_memory(hd: &Header) -> u64 {
 const ANALYSIS_BYTES_PER_PIXEL: u64 = 360;
 
 /// An estimate of the peak memory of a process that encodes an image into a file with this
-/// header, in the same terms as [`decode_memory`]: [`RESIDENT`], the input image twice (as
+/// header, in the same terms as [`decode_memory`]: [`ENCODER_RESIDENT`], the input image twice (as
 /// read and as the RGB the analysis takes), the analysis grid, one analysis window's working
 /// set, and the quantized symbols of the tiles coded at once, with the same allowance for the
 /// allocator.
@@ -441,7 +454,7 @@ pub fn encode_memory(hd: &Header) -> u64 {
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
     let image = w * h * (hd.color.channels() as u64 + 3);
     if hd.model == ModelKind::Rnn {
-        return decode_memory(hd) + image;
+        return decode_memory(hd) - RESIDENT + ENCODER_RESIDENT + image;
     }
     // Analysis windows are DEFAULT_TILE pixels plus the halo on each side, whatever the tiling.
     let window = |n: u64| (n.min(DEFAULT_TILE as u64 / STRIDE as u64) + 2 * cw::HALO as u64).min(n);
@@ -458,7 +471,7 @@ pub fn encode_memory(hd: &Header) -> u64 {
     };
     let symbols =
         (rayon::current_num_threads() as u64).min(lh * lw) * tile(lh) * tile(lw) * M as u64 * 13;
-    RESIDENT + (image + analysis + window_px * ANALYSIS_BYTES_PER_PIXEL + symbols) * 3 / 2
+    ENCODER_RESIDENT + (image + analysis + window_px * ANALYSIS_BYTES_PER_PIXEL + symbols) * 3 / 2
 }
 
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.
@@ -470,16 +483,17 @@ pub fn read_latents(file: &Container, weights: &CwWeights) -> Result<cw::Latents
     );
     let mut tiles = TileReader::new(file)?;
     tiles.decode_meeting(weights, &all)?;
-    let mut lat = cw::Latents::zeros(all.h(), all.w());
-    tiles.paste_into(&mut lat, &all, (0, 0));
-    Ok(lat)
+    Ok(tiles.latents_in(&all).into_owned())
 }
 
-/// The CWLT streams of a file by tile, decoded when first needed and kept until dropped.
+/// The CWLT streams of a file by tile, decoded when first needed and kept, in part, while
+/// later tiles still read them.
 struct TileReader<'a> {
     rects: Vec<Rect>,
     streams: Vec<&'a [u8]>,
-    decoded: Vec<Option<cw::Latents>>,
+    /// Each decoded tile's latents and the rectangle of the grid they cover: the whole tile,
+    /// or only its bottom rows once the rows above are no longer needed.
+    decoded: Vec<Option<(Rect, cw::Latents)>>,
     quality: u16,
 }
 
@@ -518,32 +532,42 @@ impl<'a> TileReader<'a> {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         for (t, part) in todo.into_iter().zip(parts) {
-            self.decoded[t] = Some(part);
+            self.decoded[t] = Some((self.rects[t], part));
         }
         Ok(())
     }
 
-    /// Copies the decoded latents inside `need` into `lat`, whose origin is `origin` in the
-    /// latent grid.
-    fn paste_into(&self, lat: &mut cw::Latents, need: &Rect, origin: (usize, usize)) {
-        for (r, part) in self.rects.iter().zip(&self.decoded) {
-            if let Some(part) = part.as_ref().filter(|_| r.meets(need)) {
-                let x = Rect {
-                    i0: r.i0.max(need.i0),
-                    i1: r.i1.min(need.i1),
-                    j0: r.j0.max(need.j0),
-                    j1: r.j1.min(need.j1),
-                };
-                lat.paste(x.i0 - origin.0, x.j0 - origin.1, &part.crop(&x.within(r)));
-            }
+    /// The latents of `need`, which the decoded tiles must cover: the tile itself when it is
+    /// exactly one decoded tile, else a copy pasted from the tiles it meets.
+    fn latents_in(&self, need: &Rect) -> std::borrow::Cow<'_, cw::Latents> {
+        if let Some((_, lat)) = self.decoded.iter().flatten().find(|(r, _)| r == need) {
+            return std::borrow::Cow::Borrowed(lat);
         }
+        let mut lat = cw::Latents::zeros(need.h(), need.w());
+        for (r, part) in self.decoded.iter().flatten().filter(|(r, _)| r.meets(need)) {
+            let x = Rect {
+                i0: r.i0.max(need.i0),
+                i1: r.i1.min(need.i1),
+                j0: r.j0.max(need.j0),
+                j1: r.j1.min(need.j1),
+            };
+            lat.paste(x.i0 - need.i0, x.j0 - need.j0, &part.crop(&x.within(r)));
+        }
+        std::borrow::Cow::Owned(lat)
     }
 
-    /// Drops the decoded tiles that end at or above latent row `row`.
-    fn drop_above(&mut self, row: usize) {
-        for (r, d) in self.rects.iter().zip(self.decoded.iter_mut()) {
-            if r.i1 <= row {
-                *d = None;
+    /// Forgets the decoded latents above latent row `row`: tiles that end there are dropped,
+    /// tiles that cross it keep only their rows from `row` on.
+    fn forget_above(&mut self, row: usize) {
+        for d in self.decoded.iter_mut() {
+            match d {
+                Some((r, _)) if r.i1 <= row => *d = None,
+                Some((r, lat)) if r.i0 < row => {
+                    let keep = Rect { i0: row, ..*r };
+                    *lat = lat.crop(&keep.within(r));
+                    *r = keep;
+                }
+                _ => {}
             }
         }
     }
@@ -640,8 +664,8 @@ pub fn decode_region(
         .filter(|r| r.meets(&under))
         .collect();
     // Tile row by tile row: decode the tiles the row's synthesis reads (its own, and HALO
-    // latent rows of the neighbours), synthesize, and drop the tiles no later row reads, so
-    // at most three tile rows of latents are held at once.
+    // latent rows of the neighbours), synthesize, and forget what no later row reads, so at
+    // most two tile rows of latents and the halo rows above them are held at once.
     let mut tiles = TileReader::new(&file)?;
     let ch = hd.color.channels();
     let mut data = vec![0u8; rw * rh * ch];
@@ -653,17 +677,25 @@ pub fn decode_region(
             .map(|r| r.grow(cw::HALO, lh, lw))
             .reduce(|a, b| a.union(&b))
             .unwrap_or(row[0]);
-        tiles.drop_above(need.i0);
+        tiles.forget_above(need.i0);
         tiles.decode_meeting(weights, &need)?;
-        let mut lat = cw::Latents::zeros(need.h(), need.w());
-        tiles.paste_into(&mut lat, &need, (need.i0, need.j0));
         for r in row {
             let g = r.grow(cw::HALO, lh, lw);
-            let rgb = cw::synthesize(weights, &lat.crop(&g.within(&need)), hd.quality)?;
-            let gw = g.w() * STRIDE;
-            for y in (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh) {
-                for x in (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw) {
-                    let s = ((y - g.i0 * STRIDE) * gw + x - g.j0 * STRIDE) * 3;
+            let lat = tiles.latents_in(&g);
+            // Output rows and columns of this tile inside the region, in the grown tile's
+            // pixel coordinates.
+            let (ys, xs) = (
+                (r.i0 * STRIDE).max(ry)..(r.i1 * STRIDE).min(ry + rh),
+                (r.j0 * STRIDE).max(rx)..(r.j1 * STRIDE).min(rx + rw),
+            );
+            let (gy, gx) = (g.i0 * STRIDE, g.j0 * STRIDE);
+            cw::synthesize(weights, &lat, hd.quality, |i, rgb| {
+                let y = gy + i;
+                if !ys.contains(&y) {
+                    return;
+                }
+                for x in xs.clone() {
+                    let s = (x - gx) * 3;
                     let o = ((y - ry) * rw + x - rx) * ch;
                     put_pixel(
                         &mut data[o..o + ch],
@@ -672,10 +704,11 @@ pub fn decode_region(
                         alpha.as_ref().map(|a| a[y * w + x]),
                     );
                 }
-            }
+            });
             done += 1;
             report(progress, done, total)?;
         }
+        tiles.forget_above(row[0].i1.saturating_sub(cw::HALO));
     }
     Ok(Image {
         width: rw as u32,

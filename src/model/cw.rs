@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::layers::{depth_to_space, in_row_bands, space_to_depth, Conv, Gdn};
+use super::synthesis::{Stage, Synthesizer};
 
 pub use lic_format::arch::cw::*;
 pub use lic_format::rate::{RatePos, T_TOP};
@@ -238,6 +239,21 @@ impl CwModel {
             };
         }
         (h * 0.5)? + 0.5
+    }
+
+    /// The synthesis as the decoder runs it ([`Synthesizer`]), with copies of these weights.
+    pub fn synthesizer(&self) -> Result<Synthesizer> {
+        let mut stages = Vec::with_capacity(SYNTHESIS.len());
+        for (i, &(cin, cout)) in SYNTHESIS.iter().enumerate() {
+            let (w, b) = self.dec[i].to_vecs()?;
+            let last = i + 1 == SYNTHESIS.len();
+            let gdn = match (&self.dec_gdn, last) {
+                (Some(g), false) => Some(g[i].to_vecs()?),
+                _ => None,
+            };
+            stages.push(Stage::new(cin, cout, w, b, gdn, last).map_err(candle_core::Error::Msg)?);
+        }
+        Ok(Synthesizer::new(stages))
     }
 
     /// ln gain `(M,)` and importance bias (scalar) at a rate position.

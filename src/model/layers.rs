@@ -3,7 +3,7 @@
 //! differentiate), GDN / inverse GDN, and the pixel (un)shuffles that replace strided and
 //! transposed convolutions.
 
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::im2col::Im2Col;
@@ -50,6 +50,14 @@ impl Conv {
             k,
             cout,
         })
+    }
+
+    /// The weight `(cout, cin·k·k)` and bias as f32 vectors (for the decoder's own kernels).
+    pub fn to_vecs(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.w.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+            self.b.to_dtype(DType::F32)?.to_vec1()?,
+        ))
     }
 
     /// `x`: `(B, cin, H, W)` → `(B, cout, H, W)`.
@@ -197,6 +205,14 @@ impl Gdn {
             inverse,
             c,
         })
+    }
+
+    /// The stored (unsquared) β `(C)` and Γ `(C, C)` as f32 vectors.
+    pub fn to_vecs(&self) -> Result<(Vec<f32>, Vec<f32>)> {
+        Ok((
+            self.beta.to_dtype(DType::F32)?.to_vec1()?,
+            self.gamma.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+        ))
     }
 
     /// `x`: `(B, C, H, W)`.

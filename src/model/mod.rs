@@ -6,4 +6,5 @@ pub mod im2col;
 pub mod layers;
 pub mod rnn;
 pub mod store;
+pub mod synthesis;
 pub mod weights;

@@ -8,6 +8,8 @@ use sha2::{Digest, Sha256};
 
 use super::cw::CwModel;
 use super::rnn::RnnModel;
+use super::synthesis::{Stage, Synthesizer};
+use crate::arch::cw::{M, RATE_POINTS, SYNTHESIS};
 use crate::entropy::bits::BitModel;
 use crate::entropy::params::{IntMlp, IntParams};
 use crate::entropy::tables::{categorical, Categorical, ScaleTables};
@@ -70,9 +72,18 @@ fn display_dirs(dirs: &[std::path::PathBuf]) -> String {
 }
 
 /// Loaded cw weights, ready to code.
+///
+/// Decoding needs only the synthesis, the per-channel gains and the integer tensors, which
+/// are read at load; the float model (candle tensors of every layer, twice the size of the
+/// file) is built from the file when [`model`](Self::model) is first called, by the encoder.
 pub struct CwWeights {
-    /// The float transforms.
-    pub model: CwModel,
+    /// The weights file, kept to build `model` from.
+    file: std::borrow::Cow<'static, [u8]>,
+    model: std::sync::OnceLock<Result<CwModel, WeightsError>>,
+    /// The synthesis as decoding runs it.
+    pub synthesizer: Synthesizer,
+    /// `(RATE_POINTS, M)`: ln of the per-channel gain at each rate point (`log_gain`).
+    log_gain: Vec<f32>,
     /// The integer entropy parameters.
     pub int: IntParams,
     /// The scale tables.
@@ -96,6 +107,61 @@ pub fn weights_id(bytes: &[u8]) -> [u8; 8] {
 /// Hex form of a weights id.
 pub fn id_hex(id: &[u8; 8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A float tensor (f32, f16 or bf16) of exactly `shape`, as f32 values.
+fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+    let t = st
+        .tensor(name)
+        .map_err(|_| WeightsError::Tensor(format!("missing {name}")))?;
+    if t.shape() != shape {
+        return Err(WeightsError::Tensor(format!(
+            "{name} has shape {:?}, expected {shape:?}",
+            t.shape()
+        )));
+    }
+    let d = t.data();
+    Ok(match t.dtype() {
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => d
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => d
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(WeightsError::Tensor(format!(
+                "{name} is {other:?}, not a float"
+            )))
+        }
+    })
+}
+
+/// The decoder's synthesis from the `dec.*` (and `dec_gdn.*`, inverse GDN, when present;
+/// else ReLU) tensors.
+fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
+    let igdn = st.names().contains(&"dec_gdn.0.beta");
+    let mut stages = Vec::with_capacity(SYNTHESIS.len());
+    for (i, &(cin, cout)) in SYNTHESIS.iter().enumerate() {
+        let w = read_f32(st, &format!("dec.{i}.weight"), &[4 * cout, cin, 3, 3])?;
+        let b = read_f32(st, &format!("dec.{i}.bias"), &[4 * cout])?;
+        let last = i + 1 == SYNTHESIS.len();
+        let gdn = if igdn && !last {
+            Some((
+                read_f32(st, &format!("dec_gdn.{i}.beta"), &[cout])?,
+                read_f32(st, &format!("dec_gdn.{i}.gamma"), &[cout, cout])?,
+            ))
+        } else {
+            None
+        };
+        stages.push(Stage::new(cin, cout, w, b, gdn, last).map_err(WeightsError::Tensor)?);
+    }
+    Ok(Synthesizer::new(stages))
 }
 
 fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
@@ -143,7 +209,7 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
         recon_shrink: Vec::new(),
     };
     // Optional too: without it every value reconstructs at its integer.
-    if st.names().iter().any(|n| *n == "int.recon_shrink") {
+    if st.names().contains(&"int.recon_shrink") {
         p.recon_shrink = read_i32(&st, "int.recon_shrink")?;
     }
     // The anchor context is optional: weights from before it code anchors without.
@@ -163,33 +229,76 @@ pub fn read_int_params(bytes: &[u8]) -> Result<IntParams, WeightsError> {
 }
 
 impl CwWeights {
-    /// Loads weights from the bytes of a safetensors file.
+    /// Loads weights from the bytes of a safetensors file (kept in memory for
+    /// [`model`](Self::model)).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
-        if bytes.is_empty() {
+        Self::load(std::borrow::Cow::Owned(bytes.to_vec()))
+    }
+
+    /// [`from_bytes`](Self::from_bytes) on bytes that live as long as the program (the
+    /// embedded weights), without a copy.
+    pub fn from_static(bytes: &'static [u8]) -> Result<Self, WeightsError> {
+        Self::load(std::borrow::Cow::Borrowed(bytes))
+    }
+
+    fn load(file: std::borrow::Cow<'static, [u8]>) -> Result<Self, WeightsError> {
+        if file.is_empty() {
             return Err(WeightsError::NotEmbedded);
         }
-        let int = read_int_params(bytes)?;
-        let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
-            .map_err(|e| WeightsError::Parse(e.to_string()))?;
-        let model = CwModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
+        let int = read_int_params(&file)?;
+        let st = SafeTensors::deserialize(&file).map_err(|e| WeightsError::Parse(e.to_string()))?;
+        let synthesizer = read_synthesizer(&st)?;
+        let log_gain = read_f32(&st, "log_gain", &[RATE_POINTS, M])?;
         let map_freqs: Vec<Vec<u32>> = int
             .map_freq
             .chunks(crate::model::cw::LEVELS)
             .map(|r| r.to_vec())
             .collect();
         Ok(Self {
-            model,
+            synthesizer,
+            log_gain,
             scales: ScaleTables::new(),
             map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
             map_freqs,
             int,
-            id: weights_id(bytes),
+            id: weights_id(&file),
+            file,
+            model: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The float model (analysis, synthesis, rate parameters), built from the file the first
+    /// time it is asked for.
+    pub fn model(&self) -> Result<&CwModel, WeightsError> {
+        self.model
+            .get_or_init(|| {
+                let vb = VarBuilder::from_slice_safetensors(&self.file, DType::F32, &Device::Cpu)
+                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
+                CwModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The per-channel gains at rate code `q16` (`M` values): `exp` of `log_gain`
+    /// interpolated between the two rate points around it, as
+    /// [`CwModel::rate_params`] computes it.
+    pub fn gains(&self, q16: u16) -> Vec<f32> {
+        let pos = crate::rate::RatePos::from_q16(q16);
+        let (wa, wb) = ((1.0 - pos.frac) as f32, pos.frac as f32);
+        let (a, b) = (
+            &self.log_gain[pos.index * M..][..M],
+            &self.log_gain[(pos.index + 1) * M..][..M],
+        );
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a * wa + b * wb).exp())
+            .collect()
     }
 
     /// The embedded default weights.
     pub fn embedded() -> Result<Self, WeightsError> {
-        Self::from_bytes(EMBEDDED_CW)
+        Self::from_static(EMBEDDED_CW)
     }
 
     /// The embedded default weights, parsed once per process and kept: for callers that

@@ -1,0 +1,100 @@
+//! Numeric kernels for lic's decoder, behind safe functions.
+//!
+//! The synthesis (`lic::model::synthesis`) spends nearly all its time in matrix products.
+//! The `gemm` crate (also candle's CPU backend) has fast SIMD kernels chosen at run time but
+//! only a raw-pointer interface; this crate checks the shapes once and is the one place in
+//! the decoder that calls it, so `lic` itself keeps `forbid(unsafe_code)`.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+/// `dst (m × n) += a (m × k) · b (k × n)`, every matrix row-major and contiguous.
+///
+/// Runs on the calling thread. Each output value is a sum over `k` whose order depends only
+/// on the shapes and on the SIMD kernel this CPU selects, so equal inputs give equal outputs
+/// whichever thread calls.
+///
+/// # Panics
+/// When a slice's length is not the product of its dimensions.
+pub fn matmul_add(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    assert_eq!(dst.len(), m * n, "dst is not {m}×{n}");
+    assert_eq!(a.len(), m * k, "a is not {m}×{k}");
+    assert_eq!(b.len(), k * n, "b is not {k}×{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the three slices hold exactly the m×n, m×k and k×n row-major matrices the
+    // strides below describe (checked above), so every element gemm reads or writes is in
+    // bounds; `dst` is a unique borrow, so it overlaps neither input; `Parallelism::None`
+    // keeps all work on this thread, within the borrows' lifetime.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product by the definition, in f64.
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_definition_and_adds_to_dst() {
+        // Odd sizes, past any kernel's block size in each dimension.
+        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (17, 33, 9), (70, 130, 45)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
+                .collect();
+            let mut dst: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
+            matmul_add(&mut dst, &a, &b, m, k, n);
+            for (i, (got, want)) in dst.iter().zip(naive(&a, &b, m, k, n)).enumerate() {
+                let want = want + i as f64;
+                assert!(
+                    (*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "{m}×{k}×{n} [{i}]"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "b is not")]
+    fn refuses_a_wrong_shape() {
+        let mut dst = vec![0f32; 4];
+        matmul_add(&mut dst, &[0.0; 4], &[0.0; 3], 2, 2, 2);
+    }
+}
