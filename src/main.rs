@@ -268,7 +268,7 @@ fn stream_png(path: &str, img: &Image, meta: &lic::Metadata) -> Result<(), Strin
             _ => png::ColorType::Rgba,
         });
         enc.set_depth(png::BitDepth::Eight);
-        enc.set_compression(png::Compression::Balanced);
+        enc.set_compression(png::Compression::Fast);
         enc.set_filter(png::Filter::Adaptive);
         let mut writer = enc.write_header()?;
         let mut stream = writer.stream_writer()?;
