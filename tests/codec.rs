@@ -438,7 +438,8 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
     let q16 = parsed.header.quality;
     let synthesize = |weights: &lic::CwWeights| {
         let mut rgb = Vec::new();
-        lic::codec::cw::synthesize(weights, &lat, q16, |_, row| rgb.extend_from_slice(row));
+        lic::codec::cw::synthesize(weights, &lat, q16, |_, row| rgb.extend_from_slice(row))
+            .unwrap();
         rgb
     };
     let (a, b) = (synthesize(&with), synthesize(&without));

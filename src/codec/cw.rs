@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use crate::entropy::params::IntParams;
 use crate::entropy::{SymbolReader, SymbolWriter};
 use crate::model::cw::{slice_start, RatePos, CH_PER_LEVEL, LEVELS, M, SLICES, STRIDE, T_TOP};
-use crate::model::weights::CwWeights;
+use crate::model::weights::{CwWeights, WeightsError};
 use crate::Error;
 
 /// Latent symbols of one image.
@@ -529,7 +529,13 @@ pub fn read_symbols(
 
 /// Synthesis: latents → interleaved RGB8 of the whole `16·h`×`16·w` grid (spec §5 steps 3–4,
 /// before cropping), handed to `sink` row by row with the row's index.
-pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16, sink: impl FnMut(usize, &[u8])) {
+pub fn synthesize(
+    weights: &CwWeights,
+    lat: &Latents,
+    q16: u16,
+    sink: impl FnMut(usize, &[u8]),
+) -> Result<(), WeightsError> {
+    let synthesizer = weights.synthesizer()?;
     let gains = weights.gains(q16);
     let (n, w) = (lat.h * lat.w, lat.w);
     let shrink = &weights.int.recon_shrink;
@@ -542,7 +548,8 @@ pub fn synthesize(weights: &CwWeights, lat: &Latents, q16: u16, sink: impl FnMut
             }
         }
     };
-    weights.synthesizer.run(lat.h, lat.w, latent_row, sink);
+    synthesizer.run(lat.h, lat.w, latent_row, sink);
+    Ok(())
 }
 
 #[cfg(test)]

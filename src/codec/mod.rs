@@ -364,9 +364,12 @@ pub fn decode_rnn(
     })
 }
 
-/// What a decoding process holds whatever the image: the weights as f32 and as loaded, the
-/// entropy tables, the code and the runtime (measured: 32–33 MiB for a 33×17 file).
-pub const RESIDENT: u64 = 36 << 20;
+/// What a decoding process holds whatever the image: the weights file, the synthesis
+/// weights in Winograd form (16/9 of the convolutions' f32 weights) and one stage's f32
+/// weights while that form is made, the entropy tables, the code and the runtime (measured:
+/// 40–46 MiB for a 33×17 file, depending on what the first entropy decoding holds while the
+/// synthesis is prepared beside it).
+pub const RESIDENT: u64 = 48 << 20;
 
 /// What an encoding process holds whatever the image: [`RESIDENT`] and the float model the
 /// analysis runs (measured: 53–54 MiB for a 33×17 image).
@@ -678,7 +681,17 @@ pub fn decode_region(
             .reduce(|a, b| a.union(&b))
             .unwrap_or(row[0]);
         tiles.forget_above(need.i0);
-        tiles.decode_meeting(weights, &need)?;
+        if row[0].i0 == draw[0].i0 {
+            // The synthesis's weights are prepared while the first tiles are entropy-decoded.
+            let (synthesis, decoded) = rayon::join(
+                || weights.synthesizer().map(drop),
+                || tiles.decode_meeting(weights, &need),
+            );
+            synthesis?;
+            decoded?;
+        } else {
+            tiles.decode_meeting(weights, &need)?;
+        }
         for r in row {
             let g = r.grow(cw::HALO, lh, lw);
             let lat = tiles.latents_in(&g);
@@ -704,7 +717,7 @@ pub fn decode_region(
                         alpha.as_ref().map(|a| a[y * w + x]),
                     );
                 }
-            });
+            })?;
             done += 1;
             report(progress, done, total)?;
         }

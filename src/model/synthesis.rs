@@ -224,60 +224,63 @@ impl Stage {
         // contiguous slices.
         let half = across + 1;
         let lines = &mut scratch.lines;
-        lines.resize(8 * half, 0.0);
+        lines.resize(10 * half, 0.0);
         let rowt = &mut scratch.rowt;
         rowt.resize(16 * across, 0.0);
         let v = &mut scratch.v;
         v.clear();
         v.resize(16 * cin * tiles, 0.0);
+        // Input columns xa − 1 + k exist for k in lo..hi.
+        let (lo, hi) = (1 - xa.min(1), (2 * half).min(w + 1 - xa));
         for q in 0..pairs {
             let src: [Option<&[f32]>; 4] =
                 std::array::from_fn(|r| (ya + 2 * q + r).checked_sub(1).and_then(|y| feed.row(y)));
             for c in 0..cin {
+                // For each of the four input rows a tile row reads, the channel's columns
+                // from xa − 1 on split into even and odd ones (zero outside the picture), so
+                // that every transform below runs on contiguous slices.
+                let (eo, pad) = lines.split_at_mut(8 * half);
                 for (r, row) in src.iter().enumerate() {
-                    let (even, odd) = lines[2 * r * half..2 * (r + 1) * half].split_at_mut(half);
-                    even.fill(0.0);
-                    odd.fill(0.0);
-                    let Some(row) = row else { continue };
-                    let row = &row[c * w..(c + 1) * w];
-                    for k in 0..half {
-                        // Columns xa − 1 + 2k (even half) and xa + 2k (odd half).
-                        if let Some(x) = (xa + 2 * k).checked_sub(1) {
-                            if x < w {
-                                even[k] = row[x];
-                            }
-                        }
-                        if xa + 2 * k < w {
-                            odd[k] = row[xa + 2 * k];
-                        }
+                    pad.fill(0.0);
+                    if let Some(row) = row {
+                        let at = c * w + xa;
+                        pad[lo..hi].copy_from_slice(&row[at + lo - 1..at + hi - 1]);
+                    }
+                    let (even, odd) = eo[2 * r * half..2 * (r + 1) * half].split_at_mut(half);
+                    for ((e, o), pair) in even.iter_mut().zip(odd).zip(pad.chunks_exact(2)) {
+                        (*e, *o) = (pair[0], pair[1]);
                     }
                 }
                 // d·B along each row: tile t reads e[t], o[t], e[t + 1], o[t + 1].
-                for r in 0..4 {
-                    let (e, o) = lines[2 * r * half..2 * (r + 1) * half].split_at(half);
-                    let out = &mut rowt[4 * r * across..4 * (r + 1) * across];
+                for (r, out) in rowt.chunks_exact_mut(4 * across).enumerate() {
+                    let (e, o) = eo[2 * r * half..2 * (r + 1) * half].split_at(half);
+                    let (e0, e1, o0, o1) = (&e[..across], &e[1..], &o[..across], &o[1..]);
                     let (x0, rest) = out.split_at_mut(across);
                     let (x1, rest) = rest.split_at_mut(across);
                     let (x2, x3) = rest.split_at_mut(across);
                     for t in 0..across {
-                        let (a0, a1, a2, a3) = (e[t], o[t], e[t + 1], o[t + 1]);
-                        x0[t] = a0 - a2;
-                        x1[t] = a1 + a2;
-                        x2[t] = a2 - a1;
-                        x3[t] = a1 - a3;
+                        x0[t] = e0[t] - e1[t];
+                        x1[t] = o0[t] + e1[t];
+                        x2[t] = e1[t] - o0[t];
+                        x3[t] = o0[t] - o1[t];
                     }
                 }
                 // Bᵀ·(d·B) down the columns, into the 16 planes.
                 let x = |r: usize, j: usize| &rowt[(4 * r + j) * across..][..across];
                 for j in 0..4 {
                     let (r0, r1, r2, r3) = (x(0, j), x(1, j), x(2, j), x(3, j));
-                    let plane = |i: usize| ((4 * i + j) * cin + c) * tiles + q * across;
-                    let [p0, p1, p2, p3] = [0, 1, 2, 3].map(plane);
+                    let plane = |i: usize| {
+                        let at = ((4 * i + j) * cin + c) * tiles + q * across;
+                        at..at + across
+                    };
+                    let [d0, d1, d2, d3] = v
+                        .get_disjoint_mut([0, 1, 2, 3].map(plane))
+                        .expect("the planes are disjoint");
                     for t in 0..across {
-                        v[p0 + t] = r0[t] - r2[t];
-                        v[p1 + t] = r1[t] + r2[t];
-                        v[p2 + t] = r2[t] - r1[t];
-                        v[p3 + t] = r1[t] - r3[t];
+                        d0[t] = r0[t] - r2[t];
+                        d1[t] = r1[t] + r2[t];
+                        d2[t] = r2[t] - r1[t];
+                        d3[t] = r1[t] - r3[t];
                     }
                 }
             }
@@ -296,33 +299,43 @@ impl Stage {
         let n = rows * ws;
         let mut out = vec![0f32; m * n];
         let ys = &mut scratch.ys;
-        ys.resize(4 * tiles, 0.0);
-        for (o, (dst, &b)) in out.chunks_exact_mut(n).zip(&self.bias).enumerate() {
+        ys.resize(12 * tiles, 0.0);
+        for (o, (dst, &bias)) in out.chunks_exact_mut(n).zip(&self.bias).enumerate() {
             let p = |xi: usize| &products[(xi * m + o) * tiles..][..tiles];
-            // P·A across (columns dx), then Aᵀ·(P·A) down (rows dy): ys[2·dy + dx].
-            let (y00, rest) = ys.split_at_mut(tiles);
-            let (y01, rest) = rest.split_at_mut(tiles);
-            let (y10, y11) = rest.split_at_mut(tiles);
-            let rows_of = |i: usize| (p(4 * i), p(4 * i + 1), p(4 * i + 2), p(4 * i + 3));
-            let (a, bb, c, d) = (rows_of(0), rows_of(1), rows_of(2), rows_of(3));
-            for t in 0..tiles {
-                let s = |r: (&[f32], &[f32], &[f32], &[f32])| {
-                    (r.0[t] + r.1[t] + r.2[t], r.1[t] - r.2[t] - r.3[t])
-                };
-                let (s0, s1, s2, s3) = (s(a), s(bb), s(c), s(d));
-                y00[t] = b + s0.0 + s1.0 + s2.0;
-                y01[t] = b + s0.1 + s1.1 + s2.1;
-                y10[t] = b + s1.0 - s2.0 - s3.0;
-                y11[t] = b + s1.1 - s2.1 - s3.1;
+            // P·A across: s[i][dx] (rows i of the tile, output columns dx) ...
+            let (sums, y) = ys.split_at_mut(8 * tiles);
+            for (i, s) in sums.chunks_exact_mut(2 * tiles).enumerate() {
+                let (s0, s1) = s.split_at_mut(tiles);
+                let (a, b, c, d) = (p(4 * i), p(4 * i + 1), p(4 * i + 2), p(4 * i + 3));
+                for t in 0..tiles {
+                    s0[t] = a[t] + b[t] + c[t];
+                    s1[t] = b[t] - c[t] - d[t];
+                }
             }
-            for q in 0..pairs {
-                for dy in 0..2.min(rows - 2 * q) {
+            // ... then Aᵀ·(P·A) down, row by row of outputs, interleaving the two columns.
+            let s = |i: usize, dx: usize| &sums[(2 * i + dx) * tiles..][..tiles];
+            for dy in 0..2 {
+                let (y0, y1) = y.split_at_mut(tiles);
+                for (dx, yd) in [y0, &mut y1[..tiles]].into_iter().enumerate() {
+                    let (a, b, c) = if dy == 0 {
+                        (s(0, dx), s(1, dx), s(2, dx))
+                    } else {
+                        (s(1, dx), s(2, dx), s(3, dx))
+                    };
+                    let sign = if dy == 0 { 1.0 } else { -1.0 };
+                    for t in 0..tiles {
+                        yd[t] = bias + a[t] + sign * (b[t] + c[t]);
+                    }
+                }
+                let (y0, y1) = y.split_at(tiles);
+                for q in (0..pairs).filter(|q| 2 * q + dy < rows) {
                     let line = &mut dst[(2 * q + dy) * ws..][..ws];
-                    for dx in 0..2 {
-                        let y = &ys[(2 * dy + dx) * tiles + q * across..][..across];
-                        for (t, &val) in y.iter().enumerate().take((ws - dx).div_ceil(2)) {
-                            line[2 * t + dx] = val;
-                        }
+                    let (y0, y1) = (&y0[q * across..][..across], &y1[q * across..][..across]);
+                    for ((pair, &a), &b) in line.chunks_exact_mut(2).zip(y0).zip(y1) {
+                        (pair[0], pair[1]) = (a, b);
+                    }
+                    if ws % 2 == 1 {
+                        line[ws - 1] = y0[across - 1];
                     }
                 }
             }
@@ -581,7 +594,7 @@ mod tests {
         assert!(Geometry::new(M, 37).chunk_rows > 2 && Geometry::new(M, 111).segs == 2);
         for (h, w) in [(3, 37), (2, 111)] {
             let lat = latents(h, w);
-            let ours = run(&weights.synthesizer, &lat, h, w);
+            let ours = run(weights.synthesizer().unwrap(), &lat, h, w);
             // The same weights taken from the loaded model give the same pixels.
             assert_eq!(ours, run(&model.synthesizer().unwrap(), &lat, h, w));
             let y = Tensor::from_vec(lat, (1, M, h, w), &Device::Cpu).unwrap();
@@ -613,7 +626,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| run(&weights.synthesizer, &lat, h, w))
+            pool.install(|| run(weights.synthesizer().unwrap(), &lat, h, w))
         };
         assert_eq!(with(1), with(3));
     }
@@ -621,7 +634,7 @@ mod tests {
     #[test]
     fn counts_its_work() {
         let weights = CwWeights::embedded().unwrap();
-        let macs = weights.synthesizer.macs_per_pixel();
+        let macs = weights.synthesizer().unwrap().macs_per_pixel();
         assert!((20e3..40e3).contains(&macs), "{macs} MAC/px");
         assert!(working_bytes(1000, 2) > working_bytes(100, 2));
         assert!(

@@ -73,15 +73,16 @@ fn display_dirs(dirs: &[std::path::PathBuf]) -> String {
 
 /// Loaded cw weights, ready to code.
 ///
-/// Decoding needs only the synthesis, the per-channel gains and the integer tensors, which
-/// are read at load; the float model (candle tensors of every layer, twice the size of the
+/// Decoding needs only the synthesis, the per-channel gains and the integer tensors. Loading
+/// reads the gains and integer tensors and checks the synthesis tensors; the synthesis is
+/// built when [`synthesizer`](Self::synthesizer) is first called (a decoder overlaps that
+/// with its first entropy decoding), and the float model (candle tensors of every layer, twice the size of the
 /// file) is built from the file when [`model`](Self::model) is first called, by the encoder.
 pub struct CwWeights {
     /// The weights file, kept to build `model` from.
     file: std::borrow::Cow<'static, [u8]>,
     model: std::sync::OnceLock<Result<CwModel, WeightsError>>,
-    /// The synthesis as decoding runs it.
-    pub synthesizer: Synthesizer,
+    synthesizer: std::sync::OnceLock<Result<Synthesizer, WeightsError>>,
     /// `(RATE_POINTS, M)`: ln of the per-channel gain at each rate point (`log_gain`).
     log_gain: Vec<f32>,
     /// The integer entropy parameters.
@@ -109,8 +110,12 @@ pub fn id_hex(id: &[u8; 8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A float tensor (f32, f16 or bf16) of exactly `shape`, as f32 values.
-fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+/// The float tensor (f32, f16 or bf16) `name`, checked to have exactly `shape`.
+fn float_tensor<'a>(
+    st: &'a SafeTensors,
+    name: &str,
+    shape: &[usize],
+) -> Result<safetensors::tensor::TensorView<'a>, WeightsError> {
     let t = st
         .tensor(name)
         .map_err(|_| WeightsError::Tensor(format!("missing {name}")))?;
@@ -120,6 +125,18 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, W
             t.shape()
         )));
     }
+    if !matches!(t.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(WeightsError::Tensor(format!(
+            "{name} is {:?}, not a float",
+            t.dtype()
+        )));
+    }
+    Ok(t)
+}
+
+/// A float tensor (f32, f16 or bf16) of exactly `shape`, as f32 values.
+fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+    let t = float_tensor(st, name, shape)?;
     let d = t.data();
     Ok(match t.dtype() {
         Dtype::F32 => d
@@ -142,25 +159,52 @@ fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, W
     })
 }
 
-/// The decoder's synthesis from the `dec.*` (and `dec_gdn.*`, inverse GDN, when present;
-/// else ReLU) tensors.
-fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
-    let igdn = st.names().contains(&"dec_gdn.0.beta");
-    let mut stages = Vec::with_capacity(SYNTHESIS.len());
-    for (i, &(cin, cout)) in SYNTHESIS.iter().enumerate() {
-        let w = read_f32(st, &format!("dec.{i}.weight"), &[4 * cout, cin, 3, 3])?;
-        let b = read_f32(st, &format!("dec.{i}.bias"), &[4 * cout])?;
-        let last = i + 1 == SYNTHESIS.len();
-        let gdn = if igdn && !last {
-            Some((
-                read_f32(st, &format!("dec_gdn.{i}.beta"), &[cout])?,
-                read_f32(st, &format!("dec_gdn.{i}.gamma"), &[cout, cout])?,
-            ))
-        } else {
-            None
-        };
-        stages.push(Stage::new(cin, cout, w, b, gdn, last).map_err(WeightsError::Tensor)?);
+/// The tensors of synthesis stage `i` (`SYNTHESIS[i]`): weight, bias, and the inverse
+/// GDN's β and Γ when the file has them (`igdn`) and the stage is not the last.
+fn synthesis_tensors(i: usize, igdn: bool) -> Vec<(String, Vec<usize>)> {
+    let (cin, cout) = SYNTHESIS[i];
+    let mut names = vec![
+        (format!("dec.{i}.weight"), vec![4 * cout, cin, 3, 3]),
+        (format!("dec.{i}.bias"), vec![4 * cout]),
+    ];
+    if igdn && i + 1 < SYNTHESIS.len() {
+        names.push((format!("dec_gdn.{i}.beta"), vec![cout]));
+        names.push((format!("dec_gdn.{i}.gamma"), vec![cout, cout]));
     }
+    names
+}
+
+/// Checks that the file has every synthesis tensor, with its shape and a float type;
+/// returns whether the synthesis uses inverse GDN (`dec_gdn.*` present; else ReLU).
+fn check_synthesis(st: &SafeTensors) -> Result<bool, WeightsError> {
+    let igdn = st.names().contains(&"dec_gdn.0.beta");
+    for i in 0..SYNTHESIS.len() {
+        for (name, shape) in synthesis_tensors(i, igdn) {
+            float_tensor(st, &name, &shape)?;
+        }
+    }
+    Ok(igdn)
+}
+
+/// The decoder's synthesis from the `dec.*` (and `dec_gdn.*`) tensors. One stage at a time:
+/// a stage's f32 weights live only until its Winograd form is made.
+fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
+    let igdn = check_synthesis(st)?;
+    let stages = (0..SYNTHESIS.len())
+        .map(|i| {
+            let (cin, cout) = SYNTHESIS[i];
+            let mut t = synthesis_tensors(i, igdn)
+                .into_iter()
+                .map(|(name, shape)| read_f32(st, &name, &shape));
+            let (w, b) = (t.next().unwrap()?, t.next().unwrap()?);
+            let gdn = match (t.next(), t.next()) {
+                (Some(beta), Some(gamma)) => Some((beta?, gamma?)),
+                _ => None,
+            };
+            let last = i + 1 == SYNTHESIS.len();
+            Stage::new(cin, cout, w, b, gdn, last).map_err(WeightsError::Tensor)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Synthesizer::new(stages))
 }
 
@@ -245,26 +289,48 @@ impl CwWeights {
         if file.is_empty() {
             return Err(WeightsError::NotEmbedded);
         }
-        let int = read_int_params(&file)?;
-        let st = SafeTensors::deserialize(&file).map_err(|e| WeightsError::Parse(e.to_string()))?;
-        let synthesizer = read_synthesizer(&st)?;
-        let log_gain = read_f32(&st, "log_gain", &[RATE_POINTS, M])?;
+        // The file's hash, its longest step, runs beside the rest.
+        let (id, loaded) = rayon::join(
+            || weights_id(&file),
+            || -> Result<_, WeightsError> {
+                let int = read_int_params(&file)?;
+                let st = SafeTensors::deserialize(&file)
+                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
+                check_synthesis(&st)?;
+                let log_gain = read_f32(&st, "log_gain", &[RATE_POINTS, M])?;
+                Ok((int, log_gain, ScaleTables::new()))
+            },
+        );
+        let (int, log_gain, scales) = loaded?;
         let map_freqs: Vec<Vec<u32>> = int
             .map_freq
             .chunks(crate::model::cw::LEVELS)
             .map(|r| r.to_vec())
             .collect();
         Ok(Self {
-            synthesizer,
+            synthesizer: std::sync::OnceLock::new(),
             log_gain,
-            scales: ScaleTables::new(),
+            scales,
             map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
             map_freqs,
             int,
-            id: weights_id(&file),
+            id,
             file,
             model: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The synthesis as decoding runs it, built from the file the first time it is asked
+    /// for.
+    pub fn synthesizer(&self) -> Result<&Synthesizer, WeightsError> {
+        self.synthesizer
+            .get_or_init(|| {
+                let st = SafeTensors::deserialize(&self.file)
+                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
+                read_synthesizer(&st)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The float model (analysis, synthesis, rate parameters), built from the file the first
