@@ -7,8 +7,8 @@
 //! hands its output rows on as soon as they are complete, so the working set is a few rows
 //! per stage whatever the picture's height, and the process allocates little.
 //!
-//! A stage computes a band of its input rows at a time, in chunks of two rows by a fixed
-//! number of columns. Each chunk is a 3×3 convolution by Winograd's minimal filtering
+//! A stage computes a band of its input rows at a time, in chunks of whole row pairs by a
+//! fixed number of columns (a narrow input puts several row pairs in a chunk). Each chunk is a 3×3 convolution by Winograd's minimal filtering
 //! F(2×2, 3×3): the input in overlapping 4×4 tiles, transformed, becomes 16 matrix products
 //! (the `gemm` crate) with the weights transformed once at load, and each product's tile
 //! transformed back gives 2×2 outputs. That is 16 multiplies where the direct convolution
