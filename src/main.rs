@@ -511,11 +511,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             limits,
             strip,
         } => {
-            keep_freed_memory();
             let model = match model.as_deref() {
                 None => None,
                 Some("cw") => Some(lic::ModelKind::Cw),
-                Some("rnn") => Some(lic::ModelKind::Rnn),
+                Some("rnn") => {
+                    keep_freed_memory();
+                    Some(lic::ModelKind::Rnn)
+                }
                 Some(m) => return usage(format!("unknown model {m}: cw or rnn")),
             };
             let out = output_name(output, out_flag, "output file").or_else(usage)?;
@@ -767,7 +769,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Keeps freed memory in the process instead of handing it back to the OS, for the work
 /// that runs candle's networks: they free and re-allocate the same large tensors at every
 /// layer, and the kernel zeroing fresh pages took a quarter of rnn decoding (perf). The cw
-/// decoder reuses its buffers; there, returning pages kept a 6000×4000 decode at 188 MiB
+/// encoder and decoder reuse their buffers; there, returning pages kept a 6000×4000 decode at 188 MiB
 /// instead of 258 MiB, and a 768×512 one at 62 instead of 75 MiB, in the same time.
 fn keep_freed_memory() {
     set_purge_delay(-1);

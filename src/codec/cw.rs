@@ -276,9 +276,7 @@ impl Analysis {
     /// The latents at rate code `q16`: gains, importance levels and the encoder's rounding
     /// start point.
     pub fn quantize(&self, weights: &CwWeights, q16: u16) -> Result<Latents, Error> {
-        let (lg, mb) = weights.model()?.rate_params(rate_pos(q16))?;
-        let gains: Vec<f32> = lg.exp()?.to_vec1()?;
-        let mb: f32 = mb.to_scalar()?;
+        let (gains, mb) = (weights.gains(q16), weights.map_bias(q16));
         let levels = levels_from_logits(&self.logits, mb);
         let n = self.h * self.w;
         let mut values = vec![0i32; M * n];
@@ -303,15 +301,33 @@ impl Analysis {
     }
 }
 
-/// Runs the analysis transform: the encoder-only half, independent of the rate.
-pub fn analyze(weights: &CwWeights, x: &Tensor) -> Result<Analysis, Error> {
-    let (y, logit) = weights.model()?.analysis(x)?;
-    let (_, _, h, w) = y.dims4()?;
+/// Runs the analysis transform on the window `r` (in latents) of an RGB8 image, the
+/// picture's last row and column repeated past its edges: the encoder-only half,
+/// independent of the rate.
+pub fn analyze(
+    weights: &CwWeights,
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    r: &Rect,
+) -> Result<Analysis, Error> {
+    let (hp, wp) = (r.h() * STRIDE, r.w() * STRIDE);
+    let (y0, x0) = (r.i0 * STRIDE, r.j0 * STRIDE);
+    let grid = weights.analyzer()?.run(hp, wp, |y, row| {
+        let sy = (y0 + y).min(height - 1);
+        let src = &rgb[sy * width * 3..(sy + 1) * width * 3];
+        for x in 0..wp {
+            let sx = (x0 + x).min(width - 1);
+            for c in 0..3 {
+                row[c * wp + x] = src[sx * 3 + c] as f32 / 255.0;
+            }
+        }
+    });
     Ok(Analysis {
-        h,
-        w,
-        y: y.flatten_all()?.to_vec1()?,
-        logits: logit.flatten_all()?.to_vec1()?,
+        h: r.h(),
+        w: r.w(),
+        y: grid.y,
+        logits: grid.logits,
     })
 }
 

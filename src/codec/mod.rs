@@ -107,8 +107,7 @@ impl<'a> CwEncoder<'a> {
         let windows = cw::tiles(lh, lw, DEFAULT_TILE as usize / STRIDE);
         for (done, r) in windows.iter().enumerate() {
             let g = r.grow(cw::HALO, lh, lw);
-            let x = cw::to_tensor(&rgb, w, h, &g, weights.model()?.device())?;
-            let a = cw::analyze(weights, &x)?;
+            let a = cw::analyze(weights, &rgb, w, h, &g)?;
             analysis.paste(r.i0, r.j0, &a.crop(&r.within(&g)));
             report(progress, done + 1, windows.len())?;
         }
@@ -371,9 +370,10 @@ pub fn decode_rnn(
 /// synthesis is prepared beside it).
 pub const RESIDENT: u64 = 48 << 20;
 
-/// What an encoding process holds whatever the image: [`RESIDENT`] and the float model the
-/// analysis runs (measured: 53–54 MiB for a 33×17 image).
-pub const ENCODER_RESIDENT: u64 = 60 << 20;
+/// What an encoding process holds whatever the image: the weights file, the analysis
+/// weights in Winograd form, the entropy tables, the code and the runtime (measured: 46 MiB
+/// for a 33×17 image).
+pub const ENCODER_RESIDENT: u64 = 48 << 20;
 
 /// The allocator's share over the live buffers, in eighths (see [`decode_memory`]):
 /// `tests/memory.rs` measures every decode it runs at or under the estimate.
@@ -390,7 +390,7 @@ pub fn decode_memory(hd: &Header) -> u64 {
     if hd.model == ModelKind::Rnn {
         // Not tiled: the decoder's recurrent state and one step's temporaries at every
         // resolution, about 110 floats per (padded) pixel, plus the pixels.
-        return image + alpha + lh * lw * 256 * 110 * 4;
+        return RESIDENT + image + alpha + lh * lw * 256 * 110 * 4;
     }
     // Largest tile with its halo, in latents.
     let side = |n: u64| {
@@ -441,27 +441,28 @@ pub fn decode_memory(hd: &Header) -> u64 {
     RESIDENT + (image + alpha + latents + working) * ALLOCATOR_ALLOWANCE / 8
 }
 
-/// Peak working memory of the analysis network per pixel of its window (input, the largest
-/// stage's tensors, normalization and band temporaries, allocator pages in use), measured:
-/// `lic encode` of kodim23 (one 800×544 window with its halo) peaked at 211 MiB, of which
-/// 142 MiB above the resident code, weights and image buffers, 343 bytes per window pixel.
-const ANALYSIS_BYTES_PER_PIXEL: u64 = 360;
+/// What the rnn encoder holds whatever the image: the rnn networks as candle tensors, the
+/// code and the runtime.
+const RNN_ENCODER_RESIDENT: u64 = 60 << 20;
 
 /// An estimate of the peak memory of a process that encodes an image into a file with this
 /// header, in the same terms as [`decode_memory`]: [`ENCODER_RESIDENT`], the input image twice (as
-/// read and as the RGB the analysis takes), the analysis grid, one analysis window's working
-/// set, and the quantized symbols of the tiles coded at once, with the same allowance for the
+/// read and as the RGB the analysis takes), the analysis grid, the working rows of the
+/// analysis of one window (`model::analysis::working_bytes`), and the quantized symbols of the tiles coded at once, with the same allowance for the
 /// allocator.
 pub fn encode_memory(hd: &Header) -> u64 {
     let (w, h) = (hd.width as u64, hd.height as u64);
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
     let image = w * h * (hd.color.channels() as u64 + 3);
     if hd.model == ModelKind::Rnn {
-        return decode_memory(hd) - RESIDENT + ENCODER_RESIDENT + image;
+        return decode_memory(hd) - RESIDENT + RNN_ENCODER_RESIDENT + image;
     }
     // Analysis windows are DEFAULT_TILE pixels plus the halo on each side, whatever the tiling.
     let window = |n: u64| (n.min(DEFAULT_TILE as u64 / STRIDE as u64) + 2 * cw::HALO as u64).min(n);
-    let window_px = window(lh) * window(lw) * (STRIDE * STRIDE) as u64;
+    let working = crate::model::analysis::working_bytes(
+        window(lw) as usize * STRIDE,
+        rayon::current_num_threads(),
+    );
     let analysis = lh * lw * (M as u64 + 1) * 4;
     // Tiles are quantized in parallel; each holds its values (i32), tables (u8) and the
     // writer's symbols (8 bytes each).
@@ -474,7 +475,7 @@ pub fn encode_memory(hd: &Header) -> u64 {
     };
     let symbols =
         (rayon::current_num_threads() as u64).min(lh * lw) * tile(lh) * tile(lw) * M as u64 * 13;
-    ENCODER_RESIDENT + (image + analysis + window_px * ANALYSIS_BYTES_PER_PIXEL + symbols) * 3 / 2
+    ENCODER_RESIDENT + (image + analysis + working + symbols) * 3 / 2
 }
 
 /// The latent grid of a parsed file: every tile's CWLT stream decoded and pasted in place.

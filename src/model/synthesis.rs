@@ -62,8 +62,12 @@ enum Activation {
     /// Inverse GDN: `y = x · sqrt(β + Γ x²)`, with `beta` = β (stored squared, plus 1e-6)
     /// and `gamma` = Γ `(cout, cout)` (stored squared).
     Igdn { beta: Vec<f32>, gamma: Vec<f32> },
+    /// GDN (the analysis): `y = x / sqrt(β + Γ x²)`, stored as for `Igdn`.
+    Gdn { beta: Vec<f32>, gamma: Vec<f32> },
     /// max(x, 0) (the first shipped weights).
     Relu,
+    /// None (the analysis's last stage).
+    Linear,
     /// The last stage: `x·½ + ½` in [0, 1] becomes 8-bit RGB.
     Pixels,
 }
@@ -73,8 +77,11 @@ enum Activation {
 /// pixel `(2y + ry, 2x + rx)`), then the activation.
 #[derive(Clone, Debug)]
 pub struct Stage {
-    cin: usize,
-    cout: usize,
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    /// Convolution outputs per output channel: 4 where a depth-to-space follows (synthesis),
+    /// 1 in the analysis.
+    depth: usize,
     /// The filters in the Winograd domain: 16 matrices `(4·cout, cin)`, matrix `4i + j`
     /// holding entry (i, j) of `G·g·Gᵀ` for every filter g.
     u: Vec<f32>,
@@ -82,21 +89,44 @@ pub struct Stage {
     act: Activation,
 }
 
+/// The filters `(m, cin, 3, 3)` (flattened) in the Winograd domain: 16 matrices `(m, cin)`,
+/// matrix `4i + j` holding entry (i, j) of `G·g·Gᵀ` for every filter g.
+fn winograd_filters(weight: &[f32], cin: usize, m: usize) -> Vec<f32> {
+    let mut u = vec![0f32; 16 * m * cin];
+    for (o, filters) in weight.chunks_exact(9 * cin).enumerate() {
+        for (c, g) in filters.chunks_exact(9).enumerate() {
+            // G·g (4×3), then (G·g)·Gᵀ (4×4); g[3·dy + dx].
+            let mut gg = [[0f32; 3]; 4];
+            for (row, gi) in gg.iter_mut().zip(&G) {
+                for (b, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|a| gi[a] * g[3 * a + b]).sum();
+                }
+            }
+            for (i, row) in gg.iter().enumerate() {
+                for (j, gj) in G.iter().enumerate() {
+                    u[((4 * i + j) * m + o) * cin + c] = (0..3).map(|b| row[b] * gj[b]).sum();
+                }
+            }
+        }
+    }
+    u
+}
+
 /// Where a stage's chunks fall on a `w`-wide input.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
+pub(super) struct Geometry {
     /// Input rows per band (even; the picture's last band may be shorter).
-    band_rows: usize,
+    pub(super) band_rows: usize,
     /// Input rows per chunk (even; the band's last chunk may have fewer).
-    chunk_rows: usize,
+    pub(super) chunk_rows: usize,
     /// Columns per chunk (even; the last chunk of a row may be narrower).
-    seg: usize,
+    pub(super) seg: usize,
     /// Chunks across the width.
-    segs: usize,
+    pub(super) segs: usize,
 }
 
 impl Geometry {
-    fn new(cin: usize, w: usize) -> Self {
+    pub(super) fn new(cin: usize, w: usize) -> Self {
         let w = w.max(1);
         // 2×2 tiles per chunk, in as many row pairs as a narrow picture needs to fill it.
         let tiles = (CHUNK_BYTES / (16 * cin * 4)).max(8);
@@ -113,13 +143,19 @@ impl Geometry {
     }
 
     /// Chunks in a band of `rows` input rows.
-    fn chunks(&self, rows: usize) -> usize {
+    pub(super) fn chunks(&self, rows: usize) -> usize {
         rows.div_ceil(self.chunk_rows) * self.segs
     }
 
     /// Chunk `k` of the band starting at input row `r0` and ending before `r1`, on a `w`-wide
     /// input: (first row, rows, first column, end column).
-    fn rect(&self, k: usize, r0: usize, r1: usize, w: usize) -> (usize, usize, usize, usize) {
+    pub(super) fn rect(
+        &self,
+        k: usize,
+        r0: usize,
+        r1: usize,
+        w: usize,
+    ) -> (usize, usize, usize, usize) {
         let ya = r0 + self.chunk_rows * (k / self.segs);
         let xa = (k % self.segs) * self.seg;
         (ya, self.chunk_rows.min(r1 - ya), xa, w.min(xa + self.seg))
@@ -159,28 +195,51 @@ impl Stage {
             }
             (None, false) => Activation::Relu,
         };
-        let m = 4 * cout;
-        let mut u = vec![0f32; 16 * m * cin];
-        for (o, filters) in weight.chunks_exact(9 * cin).enumerate() {
-            for (c, g) in filters.chunks_exact(9).enumerate() {
-                // G·g (4×3), then (G·g)·Gᵀ (4×4); g[3·dy + dx].
-                let mut gg = [[0f32; 3]; 4];
-                for (row, gi) in gg.iter_mut().zip(&G) {
-                    for (b, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|a| gi[a] * g[3 * a + b]).sum();
-                    }
-                }
-                for (i, row) in gg.iter().enumerate() {
-                    for (j, gj) in G.iter().enumerate() {
-                        u[((4 * i + j) * m + o) * cin + c] = (0..3).map(|b| row[b] * gj[b]).sum();
-                    }
-                }
-            }
-        }
+        let u = winograd_filters(&weight, cin, 4 * cout);
         Ok(Self {
             cin,
             cout,
+            depth: 4,
             u,
+            bias,
+            act,
+        })
+    }
+
+    /// An analysis stage: a 3×3 'same' convolution from `cin` to `cout` channels (weight
+    /// `(cout, cin, 3, 3)` flattened, bias `(cout)`), then GDN with the stored (unsquared)
+    /// `beta` and `gamma`, or nothing (`None`).
+    pub fn analysis(
+        cin: usize,
+        cout: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        gdn: Option<(Vec<f32>, Vec<f32>)>,
+    ) -> Result<Self, String> {
+        if weight.len() != cout * 9 * cin || bias.len() != cout {
+            return Err(format!(
+                "analysis stage {cin}→{cout}: weight {} and bias {} values",
+                weight.len(),
+                bias.len()
+            ));
+        }
+        let act = match gdn {
+            Some((beta, gamma)) => {
+                if beta.len() != cout || gamma.len() != cout * cout {
+                    return Err(format!("GDN of {cout} channels: wrong shapes"));
+                }
+                Activation::Gdn {
+                    beta: beta.iter().map(|b| b * b + 1e-6).collect(),
+                    gamma: gamma.iter().map(|g| g * g).collect(),
+                }
+            }
+            None => Activation::Linear,
+        };
+        Ok(Self {
+            cin,
+            cout,
+            depth: 1,
+            u: winograd_filters(&weight, cin, cout),
             bias,
             act,
         })
@@ -191,15 +250,22 @@ impl Stage {
     /// performs 4/9 of the convolution's.
     fn macs(&self) -> usize {
         let norm = match self.act {
-            Activation::Igdn { .. } => 4 * self.cout * self.cout,
+            Activation::Igdn { .. } | Activation::Gdn { .. } => self.depth * self.cout * self.cout,
             _ => 0,
         };
-        4 * self.cout * 9 * self.cin + norm
+        self.depth * self.cout * 9 * self.cin + norm
     }
 
     /// The convolution, bias and activation of input rows `ya..ya + rows`, columns `xa..xb`, as `(4·cout, rows, xb − xa)` row-major (channels in the
     /// convolution's order).
-    fn chunk(&self, feed: &Feed, ya: usize, rows: usize, xa: usize, xb: usize) -> Vec<f32> {
+    pub(super) fn chunk(
+        &self,
+        feed: &Feed,
+        ya: usize,
+        rows: usize,
+        xa: usize,
+        xb: usize,
+    ) -> Vec<f32> {
         SCRATCH.with_borrow_mut(|scratch| self.chunk_in(scratch, feed, ya, rows, xa, xb))
     }
 
@@ -212,7 +278,7 @@ impl Stage {
         xa: usize,
         xb: usize,
     ) -> Vec<f32> {
-        let (cin, w, m) = (self.cin, feed.w, 4 * self.cout);
+        let (cin, w, m) = (self.cin, feed.w, self.depth * self.cout);
         let ws = xb - xa;
         // Tiles per row pair and in all; tile (q, t) reads input rows ya + 2q − 1 ..
         // ya + 2q + 3 and columns xa + 2t − 1 .. xa + 2t + 3.
@@ -341,23 +407,30 @@ impl Stage {
             }
         }
         match &self.act {
-            Activation::Igdn { beta, gamma } => {
-                // Rows co·4 + s: as a (cout, 4n) matrix, channel co's values at all four
-                // sub-positions form one row, so one product gives every Γx².
+            Activation::Igdn { beta, gamma } | Activation::Gdn { beta, gamma } => {
+                // Rows co·depth + s: as a (cout, depth·n) matrix, channel co's values at all
+                // its sub-positions form one row, so one product gives every Γx².
+                let k = self.depth * n;
                 let (sq, norm) = (&mut scratch.sq, &mut scratch.norm);
                 sq.clear();
                 sq.extend(out.iter().map(|v| v * v));
                 norm.clear();
                 for &b in beta {
-                    norm.extend(std::iter::repeat_n(b, 4 * n));
+                    norm.extend(std::iter::repeat_n(b, k));
                 }
-                matmul_add(norm, gamma, sq, self.cout, self.cout, 4 * n);
-                for (v, s) in out.iter_mut().zip(norm.iter()) {
-                    *v *= s.sqrt();
+                matmul_add(norm, gamma, sq, self.cout, self.cout, k);
+                if matches!(self.act, Activation::Igdn { .. }) {
+                    for (v, s) in out.iter_mut().zip(norm.iter()) {
+                        *v *= s.sqrt();
+                    }
+                } else {
+                    for (v, s) in out.iter_mut().zip(norm.iter()) {
+                        *v /= s.sqrt();
+                    }
                 }
             }
             Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Pixels => {}
+            Activation::Pixels | Activation::Linear => {}
         }
         out
     }
@@ -393,13 +466,13 @@ pub fn working_bytes(w: usize, threads: usize) -> u64 {
 
 /// The input rows of one stage that it still needs: rows `first..first + rows.len()` of an
 /// `h`-row picture, each `(c, w)` row-major.
-struct Feed {
-    w: usize,
-    h: usize,
-    rows: VecDeque<Vec<f32>>,
-    first: usize,
+pub(super) struct Feed {
+    pub(super) w: usize,
+    pub(super) h: usize,
+    pub(super) rows: VecDeque<Vec<f32>>,
+    pub(super) first: usize,
     /// First input row whose output has not been produced.
-    next: usize,
+    pub(super) next: usize,
 }
 
 impl Feed {
@@ -412,14 +485,14 @@ impl Feed {
 
     /// The next band of at most `rows` input rows whose output can be computed from the rows
     /// received (its rows and the one below it).
-    fn ready(&self, rows: usize) -> Option<(usize, usize)> {
+    pub(super) fn ready(&self, rows: usize) -> Option<(usize, usize)> {
         let r0 = self.next;
         let r1 = self.h.min(r0 + rows);
         (r0 < r1 && self.first + self.rows.len() >= self.h.min(r1 + 1)).then_some((r0, r1))
     }
 
     /// Marks rows before `r1` done and forgets those no later band reads.
-    fn advance(&mut self, r1: usize) {
+    pub(super) fn advance(&mut self, r1: usize) {
         self.next = r1;
         while self.first + 1 < r1 && !self.rows.is_empty() {
             self.rows.pop_front();

@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
+use super::analysis::{Analyzer, ANALYSIS};
 use super::cw::CwModel;
 use super::rnn::RnnModel;
 use super::synthesis::{Stage, Synthesizer};
@@ -83,8 +84,11 @@ pub struct CwWeights {
     file: std::borrow::Cow<'static, [u8]>,
     model: std::sync::OnceLock<Result<CwModel, WeightsError>>,
     synthesizer: std::sync::OnceLock<Result<Synthesizer, WeightsError>>,
+    analyzer: std::sync::OnceLock<Result<Analyzer, WeightsError>>,
     /// `(RATE_POINTS, M)`: ln of the per-channel gain at each rate point (`log_gain`).
     log_gain: Vec<f32>,
+    /// `(RATE_POINTS)`: the importance map's bias at each rate point (`map_bias`).
+    map_bias: Vec<f32>,
     /// The integer entropy parameters.
     pub int: IntParams,
     /// The scale tables.
@@ -208,6 +212,28 @@ fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
     Ok(Synthesizer::new(stages))
 }
 
+/// The encoder's analysis from the `enc.*` and `enc_gdn.*` tensors.
+fn read_analyzer(st: &SafeTensors) -> Result<Analyzer, WeightsError> {
+    let stages = ANALYSIS
+        .iter()
+        .enumerate()
+        .map(|(i, &(cin, cout))| {
+            let w = read_f32(st, &format!("enc.{i}.weight"), &[cout, cin, 3, 3])?;
+            let b = read_f32(st, &format!("enc.{i}.bias"), &[cout])?;
+            let gdn = if i + 1 < ANALYSIS.len() {
+                Some((
+                    read_f32(st, &format!("enc_gdn.{i}.beta"), &[cout])?,
+                    read_f32(st, &format!("enc_gdn.{i}.gamma"), &[cout, cout])?,
+                ))
+            } else {
+                None
+            };
+            Stage::analysis(cin, cout, w, b, gdn).map_err(WeightsError::Tensor)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Analyzer::new(stages))
+}
+
 fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
     let t = st
         .tensor(name)
@@ -298,10 +324,11 @@ impl CwWeights {
                     .map_err(|e| WeightsError::Parse(e.to_string()))?;
                 check_synthesis(&st)?;
                 let log_gain = read_f32(&st, "log_gain", &[RATE_POINTS, M])?;
-                Ok((int, log_gain, ScaleTables::new()))
+                let map_bias = read_f32(&st, "map_bias", &[RATE_POINTS])?;
+                Ok((int, log_gain, map_bias, ScaleTables::new()))
             },
         );
-        let (int, log_gain, scales) = loaded?;
+        let (int, log_gain, map_bias, scales) = loaded?;
         let map_freqs: Vec<Vec<u32>> = int
             .map_freq
             .chunks(crate::model::cw::LEVELS)
@@ -309,7 +336,9 @@ impl CwWeights {
             .collect();
         Ok(Self {
             synthesizer: std::sync::OnceLock::new(),
+            analyzer: std::sync::OnceLock::new(),
             log_gain,
+            map_bias,
             scales,
             map_models: map_freqs.iter().map(|f| categorical(f)).collect(),
             map_freqs,
@@ -318,6 +347,18 @@ impl CwWeights {
             file,
             model: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The analysis as encoding runs it, built from the file the first time it is asked for.
+    pub fn analyzer(&self) -> Result<&Analyzer, WeightsError> {
+        self.analyzer
+            .get_or_init(|| {
+                let st = SafeTensors::deserialize(&self.file)
+                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
+                read_analyzer(&st)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The synthesis as decoding runs it, built from the file the first time it is asked
@@ -360,6 +401,14 @@ impl CwWeights {
             .zip(b)
             .map(|(a, b)| (a * wa + b * wb).exp())
             .collect()
+    }
+
+    /// The importance map's bias at rate code `q16`, interpolated as [`gains`](Self::gains)
+    /// interpolates (the encoder's; [`CwModel::rate_params`] computes the same).
+    pub fn map_bias(&self, q16: u16) -> f32 {
+        let pos = crate::rate::RatePos::from_q16(q16);
+        let (wa, wb) = ((1.0 - pos.frac) as f32, pos.frac as f32);
+        self.map_bias[pos.index] * wa + self.map_bias[pos.index + 1] * wb
     }
 
     /// The embedded default weights.
