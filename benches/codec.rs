@@ -10,8 +10,9 @@ use lic::{Codec, Image};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn bench(c: &mut Criterion) {
-    // As the `lic` binary does: keep freed memory rather than purge it (mimalloc v2 option 15,
-    // `mi_option_purge_delay`), so the numbers are the command line's.
+    // Keep freed memory rather than purge it (mimalloc v2 option 15, `mi_option_purge_delay`),
+    // so that repeated iterations time the codec, not the kernel zeroing returned pages (the
+    // `lic` binary returns them after 10 ms, which a single run barely notices).
     // SAFETY: sets a process-wide allocator option; no memory is touched.
     unsafe { libmimalloc_sys::mi_option_set(15, -1) };
     let codec = Codec::embedded().expect("embedded weights");
