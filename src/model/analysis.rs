@@ -11,7 +11,6 @@
 
 use super::synthesis::{Feed, Geometry, Stage};
 use crate::arch::cw::M;
-use rayon::prelude::*;
 use std::collections::VecDeque;
 
 /// Input channels of each analysis stage after space-to-depth, and its output channels.
@@ -108,21 +107,10 @@ impl Analyzer {
         row: Vec<f32>,
         grid: &mut AnalysisGrid,
     ) {
-        feeds[s].rows.push_back(row);
         let stage = &self.stages[s];
-        let g = Geometry::new(stage.cin, feeds[s].w);
-        while let Some((r0, r1)) = feeds[s].ready(g.band_rows) {
-            let feed = &feeds[s];
-            let w = feed.w;
+        let (g, w) = (Geometry::new(stage.cin, feeds[s].w), feeds[s].w);
+        for (r0, r1, outs) in feeds[s].take(stage, &g, row) {
             let rect = |k: usize| g.rect(k, r0, r1, w);
-            let outs: Vec<Vec<f32>> = (0..g.chunks(r1 - r0))
-                .into_par_iter()
-                .map(|k| {
-                    let (ya, rows, xa, xb) = rect(k);
-                    stage.chunk(feed, ya, rows, xa, xb)
-                })
-                .collect();
-            feeds[s].advance(r1);
             let cout = stage.cout;
             for y in r0..r1 {
                 let mut out = vec![0f32; cout * w];

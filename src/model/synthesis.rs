@@ -256,20 +256,21 @@ impl Stage {
         self.depth * self.cout * 9 * self.cin + norm
     }
 
-    /// The convolution, bias and activation of input rows `ya..ya + rows`, columns `xa..xb`, as `(4·cout, rows, xb − xa)` row-major (channels in the
-    /// convolution's order).
-    pub(super) fn chunk(
-        &self,
-        feed: &Feed,
-        ya: usize,
-        rows: usize,
-        xa: usize,
-        xb: usize,
-    ) -> Vec<f32> {
-        SCRATCH.with_borrow_mut(|scratch| self.chunk_in(scratch, feed, ya, rows, xa, xb))
+    /// Every chunk of the band of input rows `r0..r1` of `feed` laid out by `g`, computed in
+    /// parallel, in chunk order ([`Geometry::rect`]).
+    fn band(&self, feed: &Feed, g: &Geometry, r0: usize, r1: usize) -> Vec<Vec<f32>> {
+        (0..g.chunks(r1 - r0))
+            .into_par_iter()
+            .map(|k| {
+                let (ya, rows, xa, xb) = g.rect(k, r0, r1, feed.w);
+                SCRATCH.with_borrow_mut(|scratch| self.chunk(scratch, feed, ya, rows, xa, xb))
+            })
+            .collect()
     }
 
-    fn chunk_in(
+    /// The convolution, bias and activation of input rows `ya..ya + rows`, columns `xa..xb`,
+    /// as `(depth·cout, rows, xb − xa)` row-major (channels in the convolution's order).
+    fn chunk(
         &self,
         scratch: &mut Scratch,
         feed: &Feed,
@@ -485,14 +486,31 @@ impl Feed {
 
     /// The next band of at most `rows` input rows whose output can be computed from the rows
     /// received (its rows and the one below it).
-    pub(super) fn ready(&self, rows: usize) -> Option<(usize, usize)> {
+    fn ready(&self, rows: usize) -> Option<(usize, usize)> {
         let r0 = self.next;
         let r1 = self.h.min(r0 + rows);
         (r0 < r1 && self.first + self.rows.len() >= self.h.min(r1 + 1)).then_some((r0, r1))
     }
 
+    /// Takes the next input row of `stage` (laid out by `g`) and computes every band that
+    /// becomes ready: its first and end rows and its chunks' outputs.
+    pub(super) fn take(
+        &mut self,
+        stage: &Stage,
+        g: &Geometry,
+        row: Vec<f32>,
+    ) -> Vec<(usize, usize, Vec<Vec<f32>>)> {
+        self.rows.push_back(row);
+        let mut bands = Vec::new();
+        while let Some((r0, r1)) = self.ready(g.band_rows) {
+            bands.push((r0, r1, stage.band(self, g, r0, r1)));
+            self.advance(r1);
+        }
+        bands
+    }
+
     /// Marks rows before `r1` done and forgets those no later band reads.
-    pub(super) fn advance(&mut self, r1: usize) {
+    fn advance(&mut self, r1: usize) {
         self.next = r1;
         while self.first + 1 < r1 && !self.rows.is_empty() {
             self.rows.pop_front();
@@ -562,21 +580,10 @@ impl Synthesizer {
     /// Gives stage `s` its next input row and runs every band that becomes ready, passing
     /// the output rows on.
     fn push(&self, feeds: &mut [Feed], s: usize, row: Vec<f32>, sink: &mut impl FnMut(&[u8])) {
-        feeds[s].rows.push_back(row);
         let stage = &self.stages[s];
-        let g = Geometry::new(stage.cin, feeds[s].w);
-        while let Some((r0, r1)) = feeds[s].ready(g.band_rows) {
-            let feed = &feeds[s];
-            let w = feed.w;
+        let (g, w) = (Geometry::new(stage.cin, feeds[s].w), feeds[s].w);
+        for (r0, r1, outs) in feeds[s].take(stage, &g, row) {
             let rect = |k: usize| g.rect(k, r0, r1, w);
-            let outs: Vec<Vec<f32>> = (0..g.chunks(r1 - r0))
-                .into_par_iter()
-                .map(|k| {
-                    let (ya, rows, xa, xb) = rect(k);
-                    stage.chunk(feed, ya, rows, xa, xb)
-                })
-                .collect();
-            feeds[s].advance(r1);
             // Depth-to-space: input (y, x), channel co·4 + 2·ry + rx → output row 2y + ry,
             // channel co, column 2x + rx.
             let (cout, w2) = (stage.cout, 2 * w);

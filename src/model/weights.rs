@@ -74,13 +74,15 @@ fn display_dirs(dirs: &[std::path::PathBuf]) -> String {
 
 /// Loaded cw weights, ready to code.
 ///
-/// Decoding needs only the synthesis, the per-channel gains and the integer tensors. Loading
-/// reads the gains and integer tensors and checks the synthesis tensors; the synthesis is
-/// built when [`synthesizer`](Self::synthesizer) is first called (a decoder overlaps that
-/// with its first entropy decoding), and the float model (candle tensors of every layer, twice the size of the
-/// file) is built from the file when [`model`](Self::model) is first called, by the encoder.
+/// Decoding needs the synthesis, the per-channel gains and the integer tensors; encoding
+/// the analysis, the gains, the importance-map bias and the integer tensors. Loading reads
+/// the gains, the bias and the integer tensors and checks the synthesis tensors; the
+/// synthesis and the analysis are built when [`synthesizer`](Self::synthesizer) and
+/// [`analyzer`](Self::analyzer) are first called (a decoder overlaps the synthesis with its
+/// first entropy decoding). The float candle model (every layer, twice the size of the file)
+/// is built only when [`model`](Self::model) is called, by training and experiments.
 pub struct CwWeights {
-    /// The weights file, kept to build `model` from.
+    /// The weights file, kept to build the transforms from.
     file: std::borrow::Cow<'static, [u8]>,
     model: std::sync::OnceLock<Result<CwModel, WeightsError>>,
     synthesizer: std::sync::OnceLock<Result<Synthesizer, WeightsError>>,
@@ -351,31 +353,18 @@ impl CwWeights {
 
     /// The analysis as encoding runs it, built from the file the first time it is asked for.
     pub fn analyzer(&self) -> Result<&Analyzer, WeightsError> {
-        self.analyzer
-            .get_or_init(|| {
-                let st = SafeTensors::deserialize(&self.file)
-                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
-                read_analyzer(&st)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        self.built(&self.analyzer, read_analyzer)
     }
 
     /// The synthesis as decoding runs it, built from the file the first time it is asked
     /// for.
     pub fn synthesizer(&self) -> Result<&Synthesizer, WeightsError> {
-        self.synthesizer
-            .get_or_init(|| {
-                let st = SafeTensors::deserialize(&self.file)
-                    .map_err(|e| WeightsError::Parse(e.to_string()))?;
-                read_synthesizer(&st)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        self.built(&self.synthesizer, read_synthesizer)
     }
 
-    /// The float model (analysis, synthesis, rate parameters), built from the file the first
-    /// time it is asked for.
+    /// The float model (analysis, synthesis, rate parameters) that training and the
+    /// experiments run, built from the file the first time it is asked for; coding does
+    /// not need it.
     pub fn model(&self) -> Result<&CwModel, WeightsError> {
         self.model
             .get_or_init(|| {
@@ -385,6 +374,21 @@ impl CwWeights {
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// What `cell` holds, made from the file by `read` the first time.
+    fn built<'s, T>(
+        &'s self,
+        cell: &'s std::sync::OnceLock<Result<T, WeightsError>>,
+        read: fn(&SafeTensors) -> Result<T, WeightsError>,
+    ) -> Result<&'s T, WeightsError> {
+        cell.get_or_init(|| {
+            let st = SafeTensors::deserialize(&self.file)
+                .map_err(|e| WeightsError::Parse(e.to_string()))?;
+            read(&st)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
     }
 
     /// The per-channel gains at rate code `q16` (`M` values): `exp` of `log_gain`
