@@ -366,9 +366,9 @@ pub fn decode_rnn(
 /// What a decoding process holds whatever the image: the weights file, the synthesis
 /// weights in Winograd form (16/9 of the convolutions' f32 weights) and one stage's f32
 /// weights while that form is made, the entropy tables, the code and the runtime (measured:
-/// 40–46 MiB for a 33×17 file, depending on what the first entropy decoding holds while the
+/// 40–47 MiB for a 33×17 file, depending on what the first entropy decoding holds while the
 /// synthesis is prepared beside it).
-pub const RESIDENT: u64 = 48 << 20;
+pub const RESIDENT: u64 = 52 << 20;
 
 /// What an encoding process holds whatever the image: the weights file, the analysis
 /// weights in Winograd form, the entropy tables, the code and the runtime (measured: 46 MiB
@@ -433,8 +433,12 @@ pub fn decode_memory(hd: &Header) -> u64 {
         * (M + crate::arch::cw::CTX_HIDDEN) as u64
         * 4;
     // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has.
-    let working =
-        entropy + crate::model::synthesis::working_bytes(side(lw) as usize, threads as usize);
+    let working = entropy
+        + crate::model::synthesis::working_bytes(
+            side(lh) as usize,
+            side(lw) as usize,
+            threads as usize,
+        );
     // The allocator holds more than the live buffers: pages freed by another thread than
     // the one that allocated them (tiles are entropy-decoded in parallel, synthesis chunks
     // computed on the pool) are not reused at once, nor handed back for some milliseconds.

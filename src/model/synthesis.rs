@@ -438,29 +438,29 @@ impl Stage {
 }
 
 /// Bytes the synthesis of the shipped architecture ([`SYNTHESIS`]) holds at most while it
-/// runs on a `w`-latent-wide grid, besides its input latents and output pixels: the rows
+/// runs on an `h × w` latent grid, besides its input latents and output pixels: the rows
 /// each stage keeps and each stage's band of chunk outputs (all four can be alive at once, as
 /// a band's rows are handed on before the band is done), and the temporaries of `threads`
 /// workers, which each keep theirs at the size of the largest stage's.
-pub fn working_bytes(w: usize, threads: usize) -> u64 {
+pub fn working_bytes(h: usize, w: usize, threads: usize) -> u64 {
     let (mut rows_and_bands, mut temps) = (0u64, 0u64);
-    let mut width = w;
+    let (mut height, mut width) = (h, w);
     for &(cin, cout) in SYNTHESIS.iter() {
         let g = Geometry::new(cin, width);
-        let rows = g.band_rows;
+        // A band never holds more rows than the picture has.
+        let rows = g.band_rows.min(height.max(1));
         // The rows a feed holds: the band, its halo, and rows received before the band ran.
         let feed = (rows + 3) as u64 * (cin * width) as u64;
         // The band's chunk outputs and the output row being filled.
-        let outputs =
-            (4 * cout * rows.max(g.chunk_rows) * g.segs * g.seg + 2 * cout * width) as u64;
+        let outputs = (4 * cout * rows * g.segs * g.seg + 2 * cout * width) as u64;
         rows_and_bands += feed + outputs;
         // A worker's input lines, transformed input, products, squares and norms.
-        let tiles = (g.chunk_rows / 2 * g.seg / 2) as u64;
+        let tiles = (g.chunk_rows.min(rows).div_ceil(2) * g.seg / 2) as u64;
         let worker = 4 * (g.seg as u64 + 2)
             + 16 * (cin + 4 * cout) as u64 * tiles
             + 2 * 4 * cout as u64 * 4 * tiles;
         temps = temps.max(worker);
-        width *= 2;
+        (height, width) = (2 * height, 2 * width);
     }
     4 * (rows_and_bands + threads.max(1) as u64 * temps)
 }
@@ -716,11 +716,12 @@ mod tests {
         let weights = CwWeights::embedded().unwrap();
         let macs = weights.synthesizer().unwrap().macs_per_pixel();
         assert!((20e3..40e3).contains(&macs), "{macs} MAC/px");
-        assert!(working_bytes(1000, 2) > working_bytes(100, 2));
+        assert!(working_bytes(48, 1000, 2) > working_bytes(48, 100, 2));
+        assert!(working_bytes(2, 100, 2) < working_bytes(48, 100, 2));
         assert!(
-            working_bytes(1000, 2) < 96 << 20,
+            working_bytes(48, 1000, 2) < 96 << 20,
             "{}",
-            working_bytes(1000, 2)
+            working_bytes(48, 1000, 2)
         );
     }
 }
