@@ -146,8 +146,11 @@ fn integer_anchor_context_follows_the_float_network() {
     let (mut worst, mut sum, mut count) = (0f64, 0f64, 0usize);
     for k in 1..SLICES {
         let int = w.int.anchor_offsets(&values, h, wd, k).unwrap();
-        for (c, chunk) in int.chunks(n).enumerate() {
-            for (p, &x) in chunk.iter().enumerate() {
+        let width = slice_start(k + 1) - slice_start(k);
+        // Anchor positions only, stored position-major at half_index(p).
+        for p in (0..n).filter(|p| (p / wd + p % wd) % 2 == 0) {
+            let at = lic::entropy::params::half_index(p) * width;
+            for (c, &x) in int[at..at + width].iter().enumerate() {
                 let f = float[(slice_start(k) + c) * n + p] as f64 * unit;
                 let d = (f - x as f64).abs();
                 worst = worst.max(d);

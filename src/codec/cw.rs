@@ -12,7 +12,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::entropy::params::IntParams;
+use crate::entropy::params::{half_index, IntParams};
 use crate::entropy::{SymbolReader, SymbolWriter};
 use crate::model::cw::{slice_start, RatePos, CH_PER_LEVEL, LEVELS, M, SLICES, STRIDE, T_TOP};
 use crate::model::weights::{CwWeights, WeightsError};
@@ -399,10 +399,13 @@ fn in_stream_order<E>(
     let gain = int.gain_at(q16);
     for k in 0..SLICES {
         let off = int.anchor_offsets(values, h, w, k);
+        let width = slice_start(k + 1) - slice_start(k);
         for c in slice_start(k)..slice_start(k + 1) {
             for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
                 if c < kept(levels[p]) {
-                    let o = anchor_offset(&off, c - slice_start(k), n, p);
+                    let o = off
+                        .as_ref()
+                        .map_or(0, |o| o[half_index(p) * width + c - slice_start(k)]);
                     let idx = int.scale_index(levels[p] as usize, c, gain[c], o);
                     values[c * n + p] = code(c * n + p, idx, values)?;
                 }
@@ -413,7 +416,8 @@ fn in_stream_order<E>(
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
             if c < kept(levels[p]) {
-                let idx = int.scale_index(levels[p] as usize, c, gain[c], ctx[c * n + p]);
+                let idx =
+                    int.scale_index(levels[p] as usize, c, gain[c], ctx[half_index(p) * M + c]);
                 values[c * n + p] = code(c * n + p, idx, values)?;
             }
         }
@@ -488,12 +492,6 @@ fn reconstruction(shrink: &[i32], table: u8, v: i32) -> f64 {
         Some(&s) if v != 0 => v as f64 - v.signum() as f64 * s as f64 / 65536.0,
         _ => v as f64,
     }
-}
-
-/// The anchor-context offset of the `c`-th channel of a slice at position `p` (0 without
-/// anchor context).
-fn anchor_offset(off: &Option<Vec<i32>>, c: usize, n: usize, p: usize) -> i32 {
-    off.as_ref().map_or(0, |o| o[c * n + p])
 }
 
 fn clamp_values(v: &[i32]) -> Vec<i32> {

@@ -412,8 +412,8 @@ pub fn decode_memory(hd: &Header) -> u64 {
         // its halo, copied out.
         (2 * hd.tile as u64 + cw::HALO as u64).min(lh) * lw * per_latent + area * per_latent
     };
-    // Tiles being entropy-decoded at once, each with its context offsets (an i32 per latent
-    // and per hidden unit of the context network).
+    // Tiles being entropy-decoded at once, each with its context offsets (an i32 per
+    // channel at each non-anchor position, half the latents).
     let tile_area = |n: u64| {
         if hd.tile == 0 {
             n
@@ -427,11 +427,8 @@ pub fn decode_memory(hd: &Header) -> u64 {
         lw.div_ceil(hd.tile as u64)
     };
     let threads = rayon::current_num_threads() as u64;
-    let entropy = threads.min(tiles_in_row)
-        * tile_area(lh)
-        * tile_area(lw)
-        * (M + crate::arch::cw::CTX_HIDDEN) as u64
-        * 4;
+    let entropy =
+        threads.min(tiles_in_row) * (tile_area(lh) * tile_area(lw)).div_ceil(2) * M as u64 * 4;
     // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has.
     let working = entropy
         + crate::model::synthesis::working_bytes(

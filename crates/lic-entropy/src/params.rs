@@ -79,6 +79,14 @@ struct SparseMlp<'a> {
     out_shift: u32,
 }
 
+/// Where position `p` (row-major) of one checkerboard parity is stored in the arrays that
+/// hold only that parity's positions ([`IntParams::context_offsets`],
+/// [`IntParams::anchor_offsets`]): `p / 2`. Within a parity, p / 2 is distinct for every
+/// position and runs through `0..count` in raster order, for odd and even widths alike.
+pub fn half_index(p: usize) -> usize {
+    p / 2
+}
+
 impl<'a> SparseMlp<'a> {
     fn new(w1: &[i32], b1: &'a [i32], w2: &'a [i32], b2: &'a [i32], shifts: [u32; 2]) -> Self {
         let hidden = b1.len();
@@ -100,11 +108,12 @@ impl<'a> SparseMlp<'a> {
         }
     }
 
-    /// The network at every position (i, j) with (i + j) % 2 == `parity` (zero elsewhere):
-    /// `(outputs, h, w)`. Its inputs, per tap (row, column offset) in order: the clipped
-    /// anchor values of channels `0..channels` of `values` (`(M, h, w)`), then their
-    /// magnitudes. Each position is computed on its own, one row of positions per thread
-    /// task, so threads never change the result.
+    /// The network at every position p = i·w + j with (i + j) % 2 == `parity`, position-major:
+    /// entry `(p / 2) · outputs + o` (see [`half_index`]; the other parity's positions are
+    /// not stored). Its inputs, per tap (row, column offset) in order: the clipped anchor
+    /// values of channels `0..channels` of `values` (`(M, h, w)`), then their magnitudes.
+    /// Each position is computed on its own, one row of positions per thread task, so
+    /// threads never change the result.
     fn at_positions(
         &self,
         values: &[i32],
@@ -116,39 +125,33 @@ impl<'a> SparseMlp<'a> {
     ) -> Vec<i32> {
         use rayon::prelude::*;
         let n_out = self.b2.len();
-        let rows: Vec<Vec<i32>> = (0..h)
-            .into_par_iter()
-            .map(|i| {
-                let mut row_out = vec![0i32; n_out * w];
-                let mut nz: Vec<(usize, i64)> = Vec::with_capacity(taps.len() * 2 * channels);
-                let mut hid = Vec::with_capacity(self.hidden);
-                let mut out = vec![0i32; n_out];
-                for j in (0..w).filter(|j| (i + j) % 2 == parity) {
-                    nz.clear();
-                    for (t, &(di, dj)) in taps.iter().enumerate() {
-                        for c in 0..channels {
-                            let v = anchor_at(values, h, w, c, i as isize + di, j as isize + dj);
-                            if v != 0 {
-                                nz.push((t * 2 * channels + c, v));
-                                nz.push((t * 2 * channels + channels + c, v.abs()));
-                            }
+        let in_row = |i: usize| (0..w).filter(move |j| (i + j) % 2 == parity);
+        // Each row's positions take consecutive entries, rows in order.
+        let mut out = vec![0i32; (0..h).map(|i| in_row(i).count()).sum::<usize>() * n_out];
+        let mut rows = Vec::with_capacity(h);
+        let mut rest = out.as_mut_slice();
+        for i in 0..h {
+            let (row, tail) = rest.split_at_mut(in_row(i).count() * n_out);
+            rows.push((i, row));
+            rest = tail;
+        }
+        rows.into_par_iter().for_each(|(i, row)| {
+            let mut nz: Vec<(usize, i64)> = Vec::with_capacity(taps.len() * 2 * channels);
+            let mut hid = Vec::with_capacity(self.hidden);
+            for (j, dst) in in_row(i).zip(row.chunks_exact_mut(n_out)) {
+                nz.clear();
+                for (t, &(di, dj)) in taps.iter().enumerate() {
+                    for c in 0..channels {
+                        let v = anchor_at(values, h, w, c, i as isize + di, j as isize + dj);
+                        if v != 0 {
+                            nz.push((t * 2 * channels + c, v));
+                            nz.push((t * 2 * channels + channels + c, v.abs()));
                         }
                     }
-                    self.eval(&nz, &mut hid, &mut out);
-                    for (c, &o) in out.iter().enumerate() {
-                        row_out[c * w + j] = o;
-                    }
                 }
-                row_out
-            })
-            .collect();
-        let mut out = vec![0i32; n_out * h * w];
-        for (i, row) in rows.iter().enumerate() {
-            for c in 0..n_out {
-                out[c * h * w + i * w..c * h * w + (i + 1) * w]
-                    .copy_from_slice(&row[c * w..(c + 1) * w]);
+                self.eval(&nz, &mut hid, dst);
             }
-        }
+        });
         out
     }
 
@@ -267,10 +270,10 @@ impl IntParams {
         idx.clamp(0, SCALE_COUNT as i64 - 1) as u8
     }
 
-    /// The context offsets (·2^8) of channel c at every position, from the decoded anchor
-    /// values `anchors` (`(M, h, w)`, row-major; non-anchor entries are ignored). Entries at
-    /// anchor positions are 0. Threads never change the result: each position is computed
-    /// on its own with the same integer operations.
+    /// The context offsets (·2^8) at every non-anchor position p, entry
+    /// `half_index(p) · M + c` for channel c, from the decoded anchor values `anchors`
+    /// (`(M, h, w)`, row-major; non-anchor entries are ignored). Threads never change the
+    /// result: each position is computed on its own with the same integer operations.
     pub fn context_offsets(&self, anchors: &[i32], h: usize, w: usize) -> Vec<i32> {
         let net = SparseMlp::new(
             &self.ctx1_w,
@@ -283,10 +286,11 @@ impl IntParams {
         net.at_positions(anchors, h, w, 1, &taps, M)
     }
 
-    /// The anchor-context offsets (·2^8) of slice `k` (1..SLICES) at every position:
-    /// `(slice_start(k + 1) − slice_start(k), h, w)`, from the channels before the slice at
-    /// the anchor and its diagonal anchor neighbours in `values` (`(M, h, w)`; only those
-    /// entries are read). Zero off-anchor; `None` when the weights have no anchor context.
+    /// The anchor-context offsets (·2^8) of slice `k` (1..SLICES) at every anchor position p,
+    /// entry `half_index(p) · width + c` for the slice's channel c (width =
+    /// `slice_start(k + 1) − slice_start(k)`), from the channels before the slice at the
+    /// anchor and its diagonal anchor neighbours in `values` (`(M, h, w)`; only those entries
+    /// are read). `None` when the weights have no anchor context.
     pub fn anchor_offsets(&self, values: &[i32], h: usize, w: usize, k: usize) -> Option<Vec<i32>> {
         let mlp = self.actx.get(k.checked_sub(1)?)?;
         let net = SparseMlp::new(&mlp.w1, &mlp.b1, &mlp.w2, &mlp.b2, self.actx_shifts);
