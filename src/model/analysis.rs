@@ -9,7 +9,7 @@
 //! whole-window tensors of [`CwModel::analysis`](super::cw::CwModel::analysis), which
 //! training uses. The values equal that function's up to float rounding.
 
-use super::synthesis::{Feed, Geometry, Stage};
+use super::synthesis::{stage_floats, Feed, Geometry, Stage};
 use crate::arch::cw::M;
 use std::collections::VecDeque;
 
@@ -124,7 +124,7 @@ impl Analyzer {
                     }
                 }
                 if s + 1 == self.stages.len() {
-                    let n = feed_h(feeds, s) * w;
+                    let n = feeds[s].h * w;
                     for c in 0..M {
                         grid.y[c * n + y * w..][..w].copy_from_slice(&out[c * w..][..w]);
                     }
@@ -143,10 +143,6 @@ impl Analyzer {
     }
 }
 
-fn feed_h(feeds: &[Feed], s: usize) -> usize {
-    feeds[s].h
-}
-
 /// Bytes the analysis holds at most while it runs on a `w`-pixel-wide window, besides its
 /// input pixels and output grid: the rows each stage keeps, each stage's band of chunk
 /// outputs and the row waiting for its pair, and the temporaries of `threads` workers, each
@@ -155,15 +151,9 @@ pub fn working_bytes(w: usize, threads: usize) -> u64 {
     let (mut rows_and_bands, mut temps) = (0u64, 0u64);
     for (i, &(cin, cout)) in ANALYSIS.iter().enumerate() {
         let width = (w >> (i + 1)).max(1);
-        let g = Geometry::new(cin, width);
-        let rows = g.band_rows.max(g.chunk_rows);
-        let feed = ((rows + 3) * cin * width) as u64;
-        let outputs = (cout * rows * g.segs * g.seg + 2 * cout * width) as u64;
-        rows_and_bands += feed + outputs;
-        // A worker's input lines, transformed input, products, squares and norms.
-        let tiles = (g.chunk_rows / 2 * g.seg / 2) as u64;
-        let worker =
-            4 * (g.seg as u64 + 2) + 16 * (cin + cout) as u64 * tiles + 2 * cout as u64 * 4 * tiles;
+        let (held, worker) = stage_floats(cin, cout, usize::MAX, width);
+        // And the output row being filled and the one waiting for its pair.
+        rows_and_bands += held + (2 * cout * width) as u64;
         temps = temps.max(worker);
     }
     4 * (rows_and_bands + threads.max(1) as u64 * temps)

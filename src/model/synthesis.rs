@@ -59,17 +59,36 @@ thread_local! {
 /// What follows a stage's convolution and depth-to-space.
 #[derive(Clone, Debug)]
 enum Activation {
-    /// Inverse GDN: `y = x · sqrt(β + Γ x²)`, with `beta` = β (stored squared, plus 1e-6)
-    /// and `gamma` = Γ `(cout, cout)` (stored squared).
-    Igdn { beta: Vec<f32>, gamma: Vec<f32> },
-    /// GDN (the analysis): `y = x / sqrt(β + Γ x²)`, stored as for `Igdn`.
-    Gdn { beta: Vec<f32>, gamma: Vec<f32> },
+    /// GDN, `y = x / sqrt(β + Γ x²)` (the analysis), or inverse GDN, `y = x · sqrt(β + Γ x²)`
+    /// (the synthesis), with `beta` = β (stored squared, plus 1e-6) and `gamma` = Γ
+    /// `(cout, cout)` (stored squared).
+    Norm {
+        beta: Vec<f32>,
+        gamma: Vec<f32>,
+        inverse: bool,
+    },
     /// max(x, 0) (the first shipped weights).
     Relu,
     /// None (the analysis's last stage).
     Linear,
     /// The last stage: `x·½ + ½` in [0, 1] becomes 8-bit RGB.
     Pixels,
+}
+
+impl Activation {
+    /// (Inverse) GDN of `cout` channels from the stored (unsquared) β `(cout)` and Γ
+    /// `(cout, cout)`, squared as the training graph computes them (`layers::Gdn`), in f32.
+    fn norm(beta: &[f32], gamma: &[f32], cout: usize, inverse: bool) -> Result<Self, String> {
+        if beta.len() != cout || gamma.len() != cout * cout {
+            let kind = if inverse { "inverse GDN" } else { "GDN" };
+            return Err(format!("{kind} of {cout} channels: wrong shapes"));
+        }
+        Ok(Activation::Norm {
+            beta: beta.iter().map(|b| b * b + 1e-6).collect(),
+            gamma: gamma.iter().map(|g| g * g).collect(),
+            inverse,
+        })
+    }
 }
 
 /// One synthesis stage: a 3×3 'same' convolution from `cin` to `4·cout` channels, bias, the
@@ -183,16 +202,7 @@ impl Stage {
         }
         let act = match (gdn, last) {
             (_, true) => Activation::Pixels,
-            (Some((beta, gamma)), false) => {
-                if beta.len() != cout || gamma.len() != cout * cout {
-                    return Err(format!("inverse GDN of {cout} channels: wrong shapes"));
-                }
-                Activation::Igdn {
-                    // As the training graph computes them (`layers::Gdn`), in f32.
-                    beta: beta.iter().map(|b| b * b + 1e-6).collect(),
-                    gamma: gamma.iter().map(|g| g * g).collect(),
-                }
-            }
+            (Some((beta, gamma)), false) => Activation::norm(&beta, &gamma, cout, true)?,
             (None, false) => Activation::Relu,
         };
         let u = winograd_filters(&weight, cin, 4 * cout);
@@ -224,15 +234,7 @@ impl Stage {
             ));
         }
         let act = match gdn {
-            Some((beta, gamma)) => {
-                if beta.len() != cout || gamma.len() != cout * cout {
-                    return Err(format!("GDN of {cout} channels: wrong shapes"));
-                }
-                Activation::Gdn {
-                    beta: beta.iter().map(|b| b * b + 1e-6).collect(),
-                    gamma: gamma.iter().map(|g| g * g).collect(),
-                }
-            }
+            Some((beta, gamma)) => Activation::norm(&beta, &gamma, cout, false)?,
             None => Activation::Linear,
         };
         Ok(Self {
@@ -250,7 +252,7 @@ impl Stage {
     /// performs 4/9 of the convolution's.
     fn macs(&self) -> usize {
         let norm = match self.act {
-            Activation::Igdn { .. } | Activation::Gdn { .. } => self.depth * self.cout * self.cout,
+            Activation::Norm { .. } => self.depth * self.cout * self.cout,
             _ => 0,
         };
         self.depth * self.cout * 9 * self.cin + norm
@@ -408,7 +410,11 @@ impl Stage {
             }
         }
         match &self.act {
-            Activation::Igdn { beta, gamma } | Activation::Gdn { beta, gamma } => {
+            Activation::Norm {
+                beta,
+                gamma,
+                inverse,
+            } => {
                 // Rows co·depth + s: as a (cout, depth·n) matrix, channel co's values at all
                 // its sub-positions form one row, so one product gives every Γx².
                 let k = self.depth * n;
@@ -420,7 +426,7 @@ impl Stage {
                     norm.extend(std::iter::repeat_n(b, k));
                 }
                 matmul_add(norm, gamma, sq, self.cout, self.cout, k);
-                if matches!(self.act, Activation::Igdn { .. }) {
+                if *inverse {
                     for (v, s) in out.iter_mut().zip(norm.iter()) {
                         *v *= s.sqrt();
                     }
@@ -446,23 +452,29 @@ pub fn working_bytes(h: usize, w: usize, threads: usize) -> u64 {
     let (mut rows_and_bands, mut temps) = (0u64, 0u64);
     let (mut height, mut width) = (h, w);
     for &(cin, cout) in SYNTHESIS.iter() {
-        let g = Geometry::new(cin, width);
-        // A band never holds more rows than the picture has.
-        let rows = g.band_rows.min(height.max(1));
-        // The rows a feed holds: the band, its halo, and rows received before the band ran.
-        let feed = (rows + 3) as u64 * (cin * width) as u64;
-        // The band's chunk outputs and the output row being filled.
-        let outputs = (4 * cout * rows * g.segs * g.seg + 2 * cout * width) as u64;
-        rows_and_bands += feed + outputs;
-        // A worker's input lines, transformed input, products, squares and norms.
-        let tiles = (g.chunk_rows.min(rows).div_ceil(2) * g.seg / 2) as u64;
-        let worker = 4 * (g.seg as u64 + 2)
-            + 16 * (cin + 4 * cout) as u64 * tiles
-            + 2 * 4 * cout as u64 * 4 * tiles;
+        let (held, worker) = stage_floats(cin, 4 * cout, height, width);
+        // And the output row being filled.
+        rows_and_bands += held + (2 * cout * width) as u64;
         temps = temps.max(worker);
         (height, width) = (2 * height, 2 * width);
     }
     4 * (rows_and_bands + threads.max(1) as u64 * temps)
+}
+
+/// Floats one stage with `cin` inputs and `m` convolution outputs holds on a `width`-wide
+/// input of `height` rows: the rows its feed keeps with its band of chunk outputs, and one
+/// worker's temporaries.
+pub(super) fn stage_floats(cin: usize, m: usize, height: usize, width: usize) -> (u64, u64) {
+    let g = Geometry::new(cin, width);
+    // A band never holds more rows than the picture has.
+    let rows = g.band_rows.min(height.max(1));
+    // The rows a feed holds: the band, its halo, and rows received before the band ran.
+    let feed = (rows + 3) as u64 * (cin * width) as u64;
+    let outputs = (m * rows * g.segs * g.seg) as u64;
+    // A worker's input lines, transformed input, products, squares and norms.
+    let tiles = (g.chunk_rows.min(rows).div_ceil(2) * g.seg / 2) as u64;
+    let worker = 4 * (g.seg as u64 + 2) + 16 * (cin + m) as u64 * tiles + 2 * m as u64 * 4 * tiles;
+    (feed + outputs, worker)
 }
 
 /// The input rows of one stage that it still needs: rows `first..first + rows.len()` of an
