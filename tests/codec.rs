@@ -301,7 +301,7 @@ fn decoder_memory_depends_on_the_tile_not_the_image() {
     // need, but within the default limits (the synthesis streams rows either way).
     let one = m(6000, 4000, 0);
     assert!(
-        one > 1.5 * m(6000, 4000, 48) && one < 2.0 * 1024f64.powi(3),
+        one > 1.2 * m(6000, 4000, 48) && one < 2.0 * 1024f64.powi(3),
         "{one}"
     );
 }
@@ -434,7 +434,8 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
     let img = kodak_crop("kodim05.png", 0, 0, 256, 192);
     let file = codec().encode(&img, 0.4).unwrap();
     let parsed = lic::container::Container::parse(&file).unwrap();
-    let lat = lic::codec::read_latents(&parsed, &without).unwrap();
+    // Read with the shrink's weights, so the latents keep each value's table.
+    let lat = lic::codec::read_latents(&parsed, &with).unwrap();
     let q16 = parsed.header.quality;
     let synthesize = |weights: &lic::CwWeights| {
         let mut rgb = Vec::new();

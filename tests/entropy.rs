@@ -144,8 +144,10 @@ fn integer_anchor_context_follows_the_float_network() {
     let unit = 256.0 / lic_train::export::index_step();
     let n = h * wd;
     let (mut worst, mut sum, mut count) = (0f64, 0f64, 0usize);
+    // The decoder keeps values as i16 (all of these fit).
+    let narrow: Vec<i16> = values.iter().map(|&v| v as i16).collect();
     for k in 1..SLICES {
-        let int = w.int.anchor_offsets(&values, h, wd, k).unwrap();
+        let int = w.int.anchor_offsets(&narrow, h, wd, k).unwrap();
         let width = slice_start(k + 1) - slice_start(k);
         // Anchor positions only, stored position-major at half_index(p).
         for p in (0..n).filter(|p| (p / wd + p % wd) % 2 == 0) {

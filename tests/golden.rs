@@ -31,8 +31,8 @@ fn symbol_hash(weights: &CwWeights, bytes: &[u8]) -> String {
     let lat = lic::codec::read_latents(&c, weights).unwrap();
     let mut d = Sha256::new();
     d.update(&lat.levels);
-    for v in &lat.values {
-        d.update(v.to_le_bytes());
+    for k in 0..lat.values.len() {
+        d.update(lat.values.get(k).to_le_bytes());
     }
     hex(&d.finalize())
 }

@@ -2,7 +2,7 @@
 //! each slice, split by row parity, and non-anchors), on the images of a folder.
 //!
 //! usage: cargo run --release --example bits -- WEIGHTS DIR
-use lic::codec::cw::{read_symbols, NO_TABLE};
+use lic::codec::cw::{read_symbols_keeping, NO_TABLE};
 use lic::container::{types::CWLT, Container};
 use lic::model::cw::{slice_start, M, SLICES};
 use lic::{Codec, CwWeights, Image};
@@ -27,12 +27,12 @@ fn main() {
                 (image.height as usize).div_ceil(16),
                 (image.width as usize).div_ceil(16),
             );
-            let lat = read_symbols(
+            let lat = read_symbols_keeping(
                 &weights,
                 parsed.find_all(CWLT)[0],
-                h,
-                w,
+                (h, w),
                 parsed.header.quality,
+                true,
             )
             .unwrap();
             let n = h * w;
@@ -43,7 +43,9 @@ fn main() {
                     if t == NO_TABLE {
                         continue;
                     }
-                    let bits = weights.scales.table_bits(t as usize, lat.values[c * n + p]);
+                    let bits = weights
+                        .scales
+                        .table_bits(t as usize, lat.values.get(c * n + p));
                     let (i, j) = (p / w, p % w);
                     if (i + j) % 2 == 0 {
                         a[k][i % 2] += bits;

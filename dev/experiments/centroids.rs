@@ -3,7 +3,7 @@
 //! on training images (never Kodak), beside the Laplace centroid shift of the table's scale.
 //!
 //! usage: cargo run --release --example centroids -- WEIGHTS DIR [every-nth-image]
-use lic::codec::cw::{kept, read_symbols, to_tensor, Rect};
+use lic::codec::cw::{kept, read_symbols_keeping, to_tensor, Rect};
 use lic::container::{types::CWLT, Container};
 use lic::model::cw::M;
 use lic::{Codec, ColorType, CwWeights, Image};
@@ -38,7 +38,7 @@ fn main() {
             let parsed = Container::parse(&file).unwrap();
             let q16 = parsed.header.quality;
             let stream = parsed.find_all(CWLT)[0];
-            let lat = read_symbols(&weights, stream, r.h(), r.w(), q16).unwrap();
+            let lat = read_symbols_keeping(&weights, stream, (r.h(), r.w()), q16, true).unwrap();
             let pos = lic::codec::cw::rate_pos(q16);
             let (lg, _) = weights.model().unwrap().rate_params(pos).unwrap();
             let gains: Vec<f32> = lg.exp().unwrap().to_vec1().unwrap();
@@ -46,7 +46,7 @@ fn main() {
             let n = lat.h * lat.w;
             for c in 0..M {
                 for p in 0..n {
-                    let v = lat.values[c * n + p];
+                    let v = lat.values.get(c * n + p);
                     if c >= kept(lat.levels[p]) || v == 0 {
                         continue;
                     }

@@ -7,7 +7,7 @@
 //! (CKPT may be WEIGHTS itself: its f16 transform, read as f32, gives the same latents.)
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use lic::codec::cw::{read_symbols, NO_TABLE};
+use lic::codec::cw::{read_symbols_keeping, NO_TABLE};
 use lic::container::{types::CWLT, Container};
 use lic::model::cw::{laplace_bits, CwModel, RatePos, M};
 use lic::{Codec, ColorType, CwWeights, Image};
@@ -97,18 +97,18 @@ fn table_bits(
     w: usize,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     let parsed = Container::parse(file)?;
-    let lat = read_symbols(
+    let lat = read_symbols_keeping(
         weights,
         parsed.find_all(CWLT)[0],
-        h,
-        w,
+        (h, w),
         parsed.header.quality,
+        true,
     )?;
     Ok(lat
         .tables
         .iter()
-        .zip(&lat.values)
-        .filter(|(&t, _)| t != NO_TABLE)
-        .map(|(&t, &v)| weights.scales.table_bits(t as usize, v))
+        .enumerate()
+        .filter(|(_, &t)| t != NO_TABLE)
+        .map(|(k, &t)| weights.scales.table_bits(t as usize, lat.values.get(k)))
         .sum())
 }

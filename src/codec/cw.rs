@@ -28,9 +28,11 @@ pub struct Latents {
     /// Importance level per position, raster order.
     pub levels: Vec<u8>,
     /// Quantized values `(M, h, w)`; entries a level drops are 0.
-    pub values: Vec<i32>,
+    pub values: Values,
     /// The scale table each value was decoded with `(M, h, w)`, [`NO_TABLE`] where none is
-    /// known (not coded, or not decoded: the encoder's latents).
+    /// known (not coded); empty where the reconstruction needs no table (the weights have
+    /// no shrink, spec §5 step 3) or none was decoded (the encoder's latents). A byte per
+    /// value is a fifth of the latents' memory, so it is kept only when it is read.
     pub tables: Vec<u8>,
     /// The encoder's unrounded values (latent · gain) `(M, h, w)`, from which
     /// [`write_symbols`] picks each symbol's rounding; empty for decoded latents.
@@ -47,8 +49,8 @@ impl Latents {
             h,
             w,
             levels: vec![0; h * w],
-            values: vec![0; M * h * w],
-            tables: vec![NO_TABLE; M * h * w],
+            values: Values::zeros(M * h * w),
+            tables: Vec::new(),
             scaled: Vec::new(),
         }
     }
@@ -58,8 +60,11 @@ impl Latents {
         let mut out = Latents::zeros(r.h(), r.w());
         let (o, s) = (Rect::grid(r.h(), r.w()), (self.w, r));
         copy_planes(&self.levels, s, &mut out.levels, (r.w(), &o), 1);
-        copy_planes(&self.values, s, &mut out.values, (r.w(), &o), M);
-        copy_planes(&self.tables, s, &mut out.tables, (r.w(), &o), M);
+        copy_values(&self.values, s, &mut out.values, (r.w(), &o));
+        if !self.tables.is_empty() {
+            out.tables = vec![NO_TABLE; M * r.h() * r.w()];
+            copy_planes(&self.tables, s, &mut out.tables, (r.w(), &o), M);
+        }
         if !self.scaled.is_empty() {
             out.scaled = vec![0.0; M * r.h() * r.w()];
             copy_planes(&self.scaled, s, &mut out.scaled, (r.w(), &o), M);
@@ -72,8 +77,13 @@ impl Latents {
         let (s, d) = (Rect::grid(src.h, src.w), self.w);
         let r = Rect::at(i0, j0, src.h, src.w);
         copy_planes(&src.levels, (src.w, &s), &mut self.levels, (d, &r), 1);
-        copy_planes(&src.values, (src.w, &s), &mut self.values, (d, &r), M);
-        copy_planes(&src.tables, (src.w, &s), &mut self.tables, (d, &r), M);
+        copy_values(&src.values, (src.w, &s), &mut self.values, (d, &r));
+        if !src.tables.is_empty() {
+            if self.tables.is_empty() {
+                self.tables = vec![NO_TABLE; M * self.h * self.w];
+            }
+            copy_planes(&src.tables, (src.w, &s), &mut self.tables, (d, &r), M);
+        }
         if !src.scaled.is_empty() {
             if self.scaled.is_empty() {
                 self.scaled = vec![0.0; M * self.h * self.w];
@@ -101,6 +111,79 @@ fn copy_planes<T: Copy>(
             let d = c * dn + (t.i0 + i) * tw + t.j0;
             dst[d..d + f.w()].copy_from_slice(&src[s..s + f.w()]);
         }
+    }
+}
+
+/// [`copy_planes`] of the `M` planes of latent values, the values stored wide included.
+fn copy_values(src: &Values, from: (usize, &Rect), dst: &mut Values, to: (usize, &Rect)) {
+    copy_planes(&src.narrow, from, &mut dst.narrow, to, M);
+    let (sn, dn) = (src.len() / M, dst.len() / M);
+    let ((fw, f), (tw, t)) = (from, to);
+    for (&k, &v) in &src.wide {
+        let (c, i, j) = (k / sn, k % sn / fw, k % sn % fw);
+        if (f.i0..f.i1).contains(&i) && (f.j0..f.j1).contains(&j) {
+            dst.set(c * dn + (t.i0 + i - f.i0) * tw + t.j0 + j - f.j0, v);
+        }
+    }
+}
+
+/// Largest magnitude [`Values`] stores in two bytes alone.
+const NARROW_MAX: i32 = i16::MAX as i32;
+
+/// Quantized latent values, two bytes each. The format allows values up to ±2^20 (spec
+/// §6.5), but photographs stay within a few hundred, and a large tile's values are most of
+/// the decoder's memory: each value is stored saturated to ±[`NARROW_MAX`], and one that
+/// reaches that bound is kept exactly beside. The saturated values are what the context
+/// networks read (they clip their inputs far inside i16).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Values {
+    narrow: Vec<i16>,
+    wide: std::collections::BTreeMap<usize, i32>,
+}
+
+impl Values {
+    /// `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        Self {
+            narrow: vec![0; len],
+            wide: Default::default(),
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.narrow.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.narrow.is_empty()
+    }
+
+    /// Value `k`.
+    #[inline]
+    pub fn get(&self, k: usize) -> i32 {
+        let v = self.narrow[k] as i32;
+        if v.abs() == NARROW_MAX {
+            self.wide.get(&k).copied().unwrap_or(v)
+        } else {
+            v
+        }
+    }
+
+    /// Sets value `k` to `v`.
+    #[inline]
+    pub fn set(&mut self, k: usize, v: i32) {
+        let s = v.clamp(-NARROW_MAX, NARROW_MAX);
+        self.narrow[k] = s as i16;
+        if s.abs() == NARROW_MAX {
+            self.wide.insert(k, v);
+        }
+    }
+
+    /// The values saturated to i16, as the context networks read them.
+    pub fn saturated(&self) -> &[i16] {
+        &self.narrow
     }
 }
 
@@ -279,14 +362,14 @@ impl Analysis {
         let (gains, mb) = (weights.gains(q16), weights.map_bias(q16));
         let levels = levels_from_logits(&self.logits, mb);
         let n = self.h * self.w;
-        let mut values = vec![0i32; M * n];
+        let mut values = Values::zeros(M * n);
         let mut scaled = vec![0f32; M * n];
         for c in 0..M {
             for p in 0..n {
                 if c < kept(levels[p]) {
                     let v = self.y[c * n + p] * gains[c];
                     scaled[c * n + p] = v;
-                    values[c * n + p] = v.round().clamp(-1e6, 1e6) as i32;
+                    values.set(c * n + p, v.round().clamp(-1e6, 1e6) as i32);
                 }
             }
         }
@@ -295,7 +378,7 @@ impl Analysis {
             w: self.w,
             levels,
             values,
-            tables: vec![NO_TABLE; M * n],
+            tables: Vec::new(),
             scaled,
         })
     }
@@ -360,7 +443,7 @@ pub fn write_symbols(weights: &CwWeights, lat: &Latents, q16: u16) -> SymbolWrit
             );
         }
     }
-    let mut values = clamp_values(&lat.values);
+    let mut values = lat.values.clone();
     // Each symbol's rounding is decided just before it is written, once its table is known;
     // later contexts then see the decided value, as the decoder will.
     let rd = RdRounding::new(weights, &lat.scaled, q16);
@@ -391,14 +474,14 @@ fn in_stream_order<E>(
     levels: &[u8],
     (h, w): (usize, usize),
     q16: u16,
-    values: &mut [i32],
-    mut code: impl FnMut(usize, u8, &mut [i32]) -> Result<i32, E>,
+    values: &mut Values,
+    mut code: impl FnMut(usize, u8, &Values) -> Result<i32, E>,
 ) -> Result<(), E> {
     let int = &weights.int;
     let n = h * w;
     let gain = int.gain_at(q16);
     for k in 0..SLICES {
-        let off = int.anchor_offsets(values, h, w, k);
+        let off = int.anchor_offsets(values.saturated(), h, w, k);
         let width = slice_start(k + 1) - slice_start(k);
         for c in slice_start(k)..slice_start(k + 1) {
             for p in (0..n).filter(|p| (p / w + p % w) % 2 == 0) {
@@ -407,18 +490,20 @@ fn in_stream_order<E>(
                         .as_ref()
                         .map_or(0, |o| o[half_index(p) * width + c - slice_start(k)]);
                     let idx = int.scale_index(levels[p] as usize, c, gain[c], o);
-                    values[c * n + p] = code(c * n + p, idx, values)?;
+                    let v = code(c * n + p, idx, values)?;
+                    values.set(c * n + p, v);
                 }
             }
         }
     }
-    let ctx = int.context_offsets(values, h, w);
+    let ctx = int.context_offsets(values.saturated(), h, w);
     for c in 0..M {
         for p in (0..n).filter(|p| (p / w + p % w) % 2 == 1) {
             if c < kept(levels[p]) {
                 let idx =
                     int.scale_index(levels[p] as usize, c, gain[c], ctx[half_index(p) * M + c]);
-                values[c * n + p] = code(c * n + p, idx, values)?;
+                let v = code(c * n + p, idx, values)?;
+                values.set(c * n + p, v);
             }
         }
     }
@@ -463,18 +548,19 @@ impl<'a> RdRounding<'a> {
         }
     }
 
-    /// Decides `values[k]` (coded with table `idx`) and returns it.
-    fn round(&self, idx: u8, values: &mut [i32], k: usize) -> i32 {
-        let v = values[k];
+    /// The value to code for `values[k]` (nearest-integer rounding, coded with table `idx`).
+    fn round(&self, idx: u8, values: &Values, k: usize) -> i32 {
+        let v = values.get(k);
         if v == 0 || self.scaled.is_empty() {
             return v;
         }
         let x = self.scaled[k] as f64;
         let toward = v - v.signum();
         if self.cost(idx, x, toward) < self.cost(idx, x, v) {
-            values[k] = toward;
+            toward
+        } else {
+            v
         }
-        values[k]
     }
 
     /// `(x − x̂)² + µ·bits` of coding `x` as `q` with table `idx`.
@@ -494,18 +580,27 @@ fn reconstruction(shrink: &[i32], table: u8, v: i32) -> f64 {
     }
 }
 
-fn clamp_values(v: &[i32]) -> Vec<i32> {
-    let m = crate::entropy::coder::MAX_VALUE;
-    v.iter().map(|&x| x.clamp(-m, m)).collect()
-}
-
-/// Reads the symbols of an `h`×`w` latent grid from a CWLT stream.
+/// Reads the symbols of an `h`×`w` latent grid from a CWLT stream; the latents keep their
+/// tables when the weights' reconstruction reads them.
 pub fn read_symbols(
     weights: &CwWeights,
     stream: &[u8],
     h: usize,
     w: usize,
     q16: u16,
+) -> Result<Latents, Error> {
+    let keep = !weights.int.recon_shrink.is_empty();
+    read_symbols_keeping(weights, stream, (h, w), q16, keep)
+}
+
+/// [`read_symbols`], the latents keeping every value's table when `with_tables` (for
+/// measurements of the coded bits) or only when the weights' reconstruction reads them.
+pub fn read_symbols_keeping(
+    weights: &CwWeights,
+    stream: &[u8],
+    (h, w): (usize, usize),
+    q16: u16,
+    with_tables: bool,
 ) -> Result<Latents, Error> {
     let n = h * w;
     let mut rd = SymbolReader::new(stream, &weights.scales, &weights.map_models)?;
@@ -517,8 +612,12 @@ pub fn read_symbols(
             levels[i * w + j] = rd.side(IntParams::map_context(&levels, w, i, j))? as u8;
         }
     }
-    let mut values = vec![0i32; M * n];
-    let mut tables = vec![NO_TABLE; M * n];
+    let mut values = Values::zeros(M * n);
+    let mut tables = if with_tables {
+        vec![NO_TABLE; M * n]
+    } else {
+        Vec::new()
+    };
     in_stream_order(
         weights,
         &levels,
@@ -526,7 +625,9 @@ pub fn read_symbols(
         q16,
         &mut values,
         |k, idx, _| -> Result<i32, Error> {
-            tables[k] = idx;
+            if with_tables {
+                tables[k] = idx;
+            }
             Ok(rd.latent(idx)?)
         },
     )?;
@@ -556,9 +657,15 @@ pub fn synthesize(
     let latent_row = |i: usize, row: &mut [f32]| {
         for (c, (dst, gain)) in row.chunks_exact_mut(w).zip(&gains).enumerate() {
             let at = c * n + i * w;
-            let (values, tables) = (&lat.values[at..at + w], &lat.tables[at..at + w]);
-            for ((d, &v), &t) in dst.iter_mut().zip(values).zip(tables) {
-                *d = reconstruction(shrink, t, v) as f32 / gain;
+            if lat.tables.is_empty() {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = lat.values.get(at + x) as f32 / gain;
+                }
+            } else {
+                let tables = &lat.tables[at..at + w];
+                for ((x, d), &t) in dst.iter_mut().enumerate().zip(tables) {
+                    *d = reconstruction(shrink, t, lat.values.get(at + x)) as f32 / gain;
+                }
             }
         }
     };
@@ -575,11 +682,12 @@ mod tests {
         let rd = RdRounding::new(weights, scaled, q16);
         let mut out = Vec::new();
         for idx in [0u8, 20, 40, 63] {
-            let mut values: Vec<i32> = scaled.iter().map(|x| x.round() as i32).collect();
-            for k in 0..values.len() {
-                rd.round(idx, &mut values, k);
+            let mut values = Values::zeros(scaled.len());
+            for (k, x) in scaled.iter().enumerate() {
+                values.set(k, x.round() as i32);
             }
-            out.extend(scaled.iter().zip(values).map(|(&x, v)| (idx, x, v)));
+            let chosen = (0..values.len()).map(|k| rd.round(idx, &values, k));
+            out.extend(scaled.iter().zip(chosen).map(|(&x, v)| (idx, x, v)));
         }
         out
     }
@@ -618,5 +726,48 @@ mod tests {
         assert_eq!((at(0, 0.6), at(0, -0.6)), (0, 0));
         assert_eq!((at(63, 0.6), at(63, -0.6)), (1, -1));
         assert_eq!(at(63, 0.97), 1);
+    }
+
+    #[test]
+    fn values_beyond_i16_survive_set_crop_and_paste() {
+        let (h, w) = (3, 5);
+        let mut lat = Latents::zeros(h, w);
+        let n = h * w;
+        let wide = [
+            (1, 1, 1, 1 << 20),
+            (M - 1, 2, 4, -(1 << 20)),
+            (7, 0, 0, 32767),
+            (9, 1, 3, -32767),
+        ];
+        for &(c, i, j, v) in &wide {
+            lat.values.set(c * n + i * w + j, v);
+        }
+        lat.values.set(5 * n + 2, -300);
+        // Saturated for the contexts, exact for the synthesis.
+        assert_eq!(lat.values.saturated()[n + w + 1], i16::MAX);
+        assert_eq!(lat.values.get(n + w + 1), 1 << 20);
+        // Overwriting a wide value with a narrow one.
+        lat.values.set((M - 1) * n + 2 * w + 4, 12);
+        assert_eq!(lat.values.get((M - 1) * n + 2 * w + 4), 12);
+        lat.values.set((M - 1) * n + 2 * w + 4, -(1 << 20));
+        let r = Rect::at(1, 1, 2, 4);
+        let part = lat.crop(&r);
+        for c in 0..M {
+            for i in 0..2 {
+                for j in 0..4 {
+                    assert_eq!(
+                        part.values.get(c * 8 + i * 4 + j),
+                        lat.values.get(c * n + (i + 1) * w + j + 1)
+                    );
+                }
+            }
+        }
+        let mut back = Latents::zeros(h, w);
+        back.paste(1, 1, &part);
+        assert_eq!(back.values.get(n + w + 1), 1 << 20);
+        assert_eq!(back.values.get((M - 1) * n + 2 * w + 4), -(1 << 20));
+        assert_eq!(back.values.get(9 * n + w + 3), -32767);
+        // Outside the crop.
+        assert_eq!(back.values.get(7 * n), 0);
     }
 }

@@ -379,9 +379,11 @@ pub const ENCODER_RESIDENT: u64 = 48 << 20;
 /// `tests/memory.rs` measures every decode it runs at or under the estimate.
 const ALLOCATOR_ALLOWANCE: u64 = 9;
 
-/// An estimate of the peak memory of a process that decodes a file with this header:
-/// [`RESIDENT`], the output image, the alpha plane, the latent grid, and the synthesis of the
-/// largest tile.
+/// An estimate of the peak memory of a process that decodes a file with this header, an
+/// upper bound of the measured peak (`tests/memory.rs`): [`RESIDENT`] and, with the
+/// allocator's share, the latents, the context offsets of the tiles being entropy-decoded,
+/// the synthesis's working rows, the output image and the alpha plane, of which a file of
+/// one tile holds the offsets and the picture at different times.
 pub fn decode_memory(hd: &Header) -> u64 {
     let (w, h) = (hd.width as u64, hd.height as u64);
     let (lh, lw) = (h.div_ceil(STRIDE as u64), w.div_ceil(STRIDE as u64));
@@ -392,17 +394,21 @@ pub fn decode_memory(hd: &Header) -> u64 {
         // resolution, about 110 floats per (padded) pixel, plus the pixels.
         return RESIDENT + image + alpha + lh * lw * 256 * 110 * 4;
     }
-    // Largest tile with its halo, in latents.
-    let side = |n: u64| {
-        let t = if hd.tile == 0 {
+    // Tile side in latents, without and with its halo.
+    let tile = |n: u64| {
+        if hd.tile == 0 {
             n
         } else {
             n.min(hd.tile as u64)
-        };
-        (t + 2 * cw::HALO as u64).min(n)
+        }
     };
-    // Per latent: M values (i32) and the M tables they were decoded with (u8), one level.
-    let per_latent = M as u64 * 5 + 1;
+    let side = |n: u64| (tile(n) + 2 * cw::HALO as u64).min(n);
+    // Per latent: M values (i16, `cw::Values`), one level, and the M tables the values were
+    // decoded with (u8), which only weights with a reconstruction shrink need: counted
+    // unless the file's weights are the embedded ones and have none.
+    let tables = crate::model::weights::id_hex(&hd.weights_id)
+        != crate::model::weights::EMBEDDED_CW_PLAIN_ID;
+    let per_latent = M as u64 * (2 + tables as u64) + 1;
     let area = side(lh) * side(lw);
     let latents = if hd.tile == 0 {
         // The one tile, synthesized in place.
@@ -414,32 +420,31 @@ pub fn decode_memory(hd: &Header) -> u64 {
     };
     // Tiles being entropy-decoded at once, each with its context offsets (an i32 per
     // channel at each non-anchor position, half the latents).
-    let tile_area = |n: u64| {
-        if hd.tile == 0 {
-            n
-        } else {
-            n.min(hd.tile as u64)
-        }
-    };
     let tiles_in_row = if hd.tile == 0 {
         1
     } else {
         lw.div_ceil(hd.tile as u64)
     };
     let threads = rayon::current_num_threads() as u64;
-    let entropy =
-        threads.min(tiles_in_row) * (tile_area(lh) * tile_area(lw)).div_ceil(2) * M as u64 * 4;
+    let offsets = threads.min(tiles_in_row) * (tile(lh) * tile(lw)).div_ceil(2) * M as u64 * 4;
     // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has.
-    let working = entropy
-        + crate::model::synthesis::working_bytes(
-            side(lh) as usize,
-            side(lw) as usize,
-            threads as usize,
-        );
+    let working = crate::model::synthesis::working_bytes(
+        side(lh) as usize,
+        side(lw) as usize,
+        threads as usize,
+    );
+    let live = if hd.tile == 0 {
+        // One tile is entropy-decoded before any pixel is written (the image's pages are
+        // untouched until then), and its context offsets are gone before the synthesis.
+        (latents + offsets).max(latents + working + image) + alpha
+    } else {
+        // A tile row is entropy-decoded while the rows above it are in the image.
+        latents + offsets + working + image + alpha
+    };
     // The allocator holds more than the live buffers: pages freed by another thread than
     // the one that allocated them (tiles are entropy-decoded in parallel, synthesis chunks
     // computed on the pool) are not reused at once, nor handed back for some milliseconds.
-    RESIDENT + (image + alpha + latents + working) * ALLOCATOR_ALLOWANCE / 8
+    RESIDENT + live * ALLOCATOR_ALLOWANCE / 8
 }
 
 /// What the rnn encoder holds whatever the image: the rnn networks as candle tensors, the
@@ -465,8 +470,8 @@ pub fn encode_memory(hd: &Header) -> u64 {
         rayon::current_num_threads(),
     );
     let analysis = lh * lw * (M as u64 + 1) * 4;
-    // Tiles are quantized in parallel; each holds its values (i32), tables (u8) and the
-    // writer's symbols (8 bytes each).
+    // Tiles are quantized in parallel; each holds its values (i16) twice (as rounded and as
+    // coded), the unrounded values (f32) and the writer's symbols (8 bytes each).
     let tile = |n: u64| {
         if hd.tile == 0 {
             n
@@ -475,7 +480,7 @@ pub fn encode_memory(hd: &Header) -> u64 {
         }
     };
     let symbols =
-        (rayon::current_num_threads() as u64).min(lh * lw) * tile(lh) * tile(lw) * M as u64 * 13;
+        (rayon::current_num_threads() as u64).min(lh * lw) * tile(lh) * tile(lw) * M as u64 * 16;
     ENCODER_RESIDENT + (image + analysis + working + symbols) * 3 / 2
 }
 

@@ -203,6 +203,15 @@ mod tests {
     }
 
     #[test]
+    fn the_build_knows_whether_the_embedded_weights_have_a_shrink() {
+        let w = CwWeights::embedded().unwrap();
+        assert_eq!(
+            super::super::weights::EMBEDDED_CW_PLAIN_ID == id_hex(&w.id),
+            w.int.recon_shrink.is_empty()
+        );
+    }
+
+    #[test]
     fn a_missing_set_is_reported_with_its_provenance() {
         let store = WeightsStore::with_dirs(vec![PathBuf::from("/nonexistent/lic-weights")]);
         let first = &shipped()[0];

@@ -17,6 +17,9 @@ use crate::entropy::tables::{categorical, Categorical, ScaleTables};
 
 /// The default cw weights, embedded at build time (empty when the repository has none yet).
 pub static EMBEDDED_CW: &[u8] = include_bytes!(env!("LIC_EMBEDDED_CW"));
+/// The embedded cw weights' id (hex) when they have no reconstruction shrink, else empty
+/// (build.rs): their files' latents need no scale table each ([`crate::codec::decode_memory`]).
+pub const EMBEDDED_CW_PLAIN_ID: &str = env!("LIC_EMBEDDED_CW_PLAIN_ID");
 /// The default rnn weights, embedded likewise.
 pub static EMBEDDED_RNN: &[u8] = include_bytes!(env!("LIC_EMBEDDED_RNN"));
 

@@ -112,11 +112,12 @@ impl<'a> SparseMlp<'a> {
     /// entry `(p / 2) · outputs + o` (see [`half_index`]; the other parity's positions are
     /// not stored). Its inputs, per tap (row, column offset) in order: the clipped anchor
     /// values of channels `0..channels` of `values` (`(M, h, w)`), then their magnitudes.
+    /// Values may be stored saturated to i16: the clip to ±`CTX_CLIP` makes them equal.
     /// Each position is computed on its own, one row of positions per thread task, so
     /// threads never change the result.
     fn at_positions(
         &self,
-        values: &[i32],
+        values: &[i16],
         h: usize,
         w: usize,
         parity: usize,
@@ -136,8 +137,8 @@ impl<'a> SparseMlp<'a> {
             rest = tail;
         }
         rows.into_par_iter().for_each(|(i, row)| {
-            let mut nz: Vec<(usize, i64)> = Vec::with_capacity(taps.len() * 2 * channels);
-            let mut hid = Vec::with_capacity(self.hidden);
+            let mut nz: Vec<(usize, i32)> = Vec::with_capacity(taps.len() * 2 * channels);
+            let (mut hid, mut act) = (Vec::with_capacity(self.hidden), Vec::new());
             for (j, dst) in in_row(i).zip(row.chunks_exact_mut(n_out)) {
                 nz.clear();
                 for (t, &(di, dj)) in taps.iter().enumerate() {
@@ -149,33 +150,32 @@ impl<'a> SparseMlp<'a> {
                         }
                     }
                 }
-                self.eval(&nz, &mut hid, dst);
+                self.eval(&nz, &mut hid, &mut act, dst);
             }
         });
         out
     }
 
-    /// Evaluates on the non-zero inputs `nz` (index, value) into `out` (one per output).
-    fn eval(&self, nz: &[(usize, i64)], hid: &mut Vec<i64>, out: &mut [i32]) {
+    /// Evaluates on the non-zero inputs `nz` (index, value; |value| ≤ `CTX_CLIP`) into `out`
+    /// (one per output). `hid` and `act` are scratch space for the hidden layer's sums and
+    /// activations (at most `HIDDEN_MAX`, so i32).
+    fn eval(&self, nz: &[(usize, i32)], hid: &mut Vec<i64>, act: &mut Vec<i32>, out: &mut [i32]) {
         hid.clear();
         hid.extend(self.b1.iter().map(|&b| b as i64));
         for &(n, v) in nz {
             let col = &self.w1t[n * self.hidden..(n + 1) * self.hidden];
-            for (a, &wv) in hid.iter_mut().zip(col) {
-                *a += wv as i64 * v;
-            }
+            lic_kernels::axpy_i32(hid, col, v);
         }
-        for a in hid.iter_mut() {
-            *a = ((*a).max(0) >> self.hidden_shift).min(HIDDEN_MAX);
-        }
+        act.clear();
+        act.extend(
+            hid.iter()
+                .map(|&a| (a.max(0) >> self.hidden_shift).min(HIDDEN_MAX) as i32),
+        );
         for (o, (row, &b)) in out
             .iter_mut()
             .zip(self.w2.chunks_exact(self.hidden).zip(self.b2))
         {
-            let mut acc = b as i64;
-            for (wv, hv) in row.iter().zip(hid.iter()) {
-                acc += *wv as i64 * hv;
-            }
+            let acc = b as i64 + lic_kernels::dot_i32(row, act);
             *o = (acc >> self.out_shift).clamp(-(1 << 20), 1 << 20) as i32;
         }
     }
@@ -183,11 +183,11 @@ impl<'a> SparseMlp<'a> {
 
 /// The clipped value of channel `c` at anchor (i, j) of an `(M, h, w)` grid; 0 outside the
 /// grid and at non-anchors (which the decoder does not have yet).
-fn anchor_at(values: &[i32], h: usize, w: usize, c: usize, i: isize, j: isize) -> i64 {
+fn anchor_at(values: &[i16], h: usize, w: usize, c: usize, i: isize, j: isize) -> i32 {
     if i < 0 || j < 0 || i >= h as isize || j >= w as isize || (i + j) % 2 != 0 {
         return 0;
     }
-    values[c * h * w + i as usize * w + j as usize].clamp(-CTX_CLIP, CTX_CLIP) as i64
+    (values[c * h * w + i as usize * w + j as usize] as i32).clamp(-CTX_CLIP, CTX_CLIP)
 }
 
 impl IntParams {
@@ -272,9 +272,10 @@ impl IntParams {
 
     /// The context offsets (·2^8) at every non-anchor position p, entry
     /// `half_index(p) · M + c` for channel c, from the decoded anchor values `anchors`
-    /// (`(M, h, w)`, row-major; non-anchor entries are ignored). Threads never change the
-    /// result: each position is computed on its own with the same integer operations.
-    pub fn context_offsets(&self, anchors: &[i32], h: usize, w: usize) -> Vec<i32> {
+    /// (`(M, h, w)`, row-major, saturated to i16 or not; non-anchor entries are ignored).
+    /// Threads never change the result: each position is computed on its own with the same
+    /// integer operations.
+    pub fn context_offsets(&self, anchors: &[i16], h: usize, w: usize) -> Vec<i32> {
         let net = SparseMlp::new(
             &self.ctx1_w,
             &self.ctx1_b,
@@ -290,8 +291,8 @@ impl IntParams {
     /// entry `half_index(p) · width + c` for the slice's channel c (width =
     /// `slice_start(k + 1) − slice_start(k)`), from the channels before the slice at the
     /// anchor and its diagonal anchor neighbours in `values` (`(M, h, w)`; only those entries
-    /// are read). `None` when the weights have no anchor context.
-    pub fn anchor_offsets(&self, values: &[i32], h: usize, w: usize, k: usize) -> Option<Vec<i32>> {
+    /// are read; saturated to i16 or not). `None` when the weights have no anchor context.
+    pub fn anchor_offsets(&self, values: &[i16], h: usize, w: usize, k: usize) -> Option<Vec<i32>> {
         let mlp = self.actx.get(k.checked_sub(1)?)?;
         let net = SparseMlp::new(&mlp.w1, &mlp.b1, &mlp.w2, &mlp.b2, self.actx_shifts);
         Some(net.at_positions(values, h, w, 0, &ACTX_TAPS, slice_start(k)))

@@ -4,6 +4,12 @@
 //! The `gemm` crate (also candle's CPU backend) has fast SIMD kernels chosen at run time but
 //! only a raw-pointer interface; this crate checks the shapes once and is the one place in
 //! the decoder that calls it, so `lic` itself keeps `forbid(unsafe_code)`.
+//!
+//! The integer context networks of the entropy model (`lic_entropy::params`) multiply i32
+//! weights by small integers into i64 sums, which the baseline x86-64 target (SSE2) can only
+//! do one at a time; [`dot_i32`] and [`axpy_i32`] are also compiled for AVX2 and SSE4.1 and
+//! pick the best at run time (`multiversion`). Integer sums do not depend on the order or
+//! the width of the additions, so every variant gives the same result.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -52,9 +58,48 @@ pub fn matmul_add(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: 
     }
 }
 
+/// `Σ a[i] · b[i]` in i64, over the shorter of the two slices; the caller keeps the sum
+/// within i64 (as the plain sum would have to).
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.1"))]
+pub fn dot_i32(a: &[i32], b: &[i32]) -> i64 {
+    a.iter().zip(b).map(|(&x, &y)| x as i64 * y as i64).sum()
+}
+
+/// `acc[i] += col[i] · v` in i64, over the shorter of the two slices.
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.1"))]
+pub fn axpy_i32(acc: &mut [i64], col: &[i32], v: i32) {
+    for (a, &c) in acc.iter_mut().zip(col) {
+        *a += c as i64 * v as i64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_kernels_match_the_definition() {
+        for n in [0usize, 1, 3, 8, 17, 64, 333] {
+            let a: Vec<i32> = (0..n)
+                .map(|i| ((i as i64 * 7919 % 65521) as i32 - 32760) << (i % 16))
+                .collect();
+            let b: Vec<i32> = (0..n)
+                .map(|i| (i as i32 * 31 % (1 << 24)) - (1 << 23))
+                .collect();
+            let want: i64 = a.iter().zip(&b).map(|(&x, &y)| x as i64 * y as i64).sum();
+            assert_eq!(dot_i32(&a, &b), want);
+            for v in [-15, 0, 1, 15, i32::MIN, i32::MAX] {
+                let mut acc: Vec<i64> = (0..n as i64).map(|i| i * 1000 - 7).collect();
+                let want: Vec<i64> = acc
+                    .iter()
+                    .zip(&a)
+                    .map(|(&s, &x)| s + x as i64 * v as i64)
+                    .collect();
+                axpy_i32(&mut acc, &a, v);
+                assert_eq!(acc, want);
+            }
+        }
+    }
 
     /// The product by the definition, in f64.
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
