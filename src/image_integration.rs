@@ -97,6 +97,18 @@ impl ImageDecoder for LicDecoder {
         Ok(())
     }
 
+    /// The file's ICC profile (`iCCP`), so colour-managed viewers show the right colours.
+    fn icc_profile(&mut self) -> ImageResult<Option<Vec<u8>>> {
+        Ok(crate::metadata(&self.bytes)
+            .map_err(to_image_error)?
+            .icc_profile)
+    }
+
+    /// The file's EXIF data (`eXIf`, a TIFF structure); `image` reads the orientation from it.
+    fn exif_metadata(&mut self) -> ImageResult<Option<Vec<u8>>> {
+        Ok(crate::metadata(&self.bytes).map_err(to_image_error)?.exif)
+    }
+
     fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {
         let img = crate::decode_with_limits(&self.bytes, &self.limits).map_err(to_image_error)?;
         if buf.len() != img.data.len() {

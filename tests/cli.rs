@@ -361,8 +361,16 @@ fn icc_profile_and_exif_travel_through() {
         .unwrap()
         .into_decoder()
         .unwrap();
+    assert_eq!(dec.icc_profile().unwrap(), Some(icc.clone()));
+    assert_eq!(dec.exif_metadata().unwrap(), Some(exif.clone()));
+    // A viewer reading the .lic through the `image` hook gets them too.
+    let mut dec = lic::image_integration::LicDecoder::new(&bytes[..]).unwrap();
     assert_eq!(dec.icc_profile().unwrap(), Some(icc));
     assert_eq!(dec.exif_metadata().unwrap(), Some(exif));
+    let stripped = std::fs::read(&stripped).unwrap();
+    let mut dec = lic::image_integration::LicDecoder::new(&stripped[..]).unwrap();
+    assert_eq!(dec.icc_profile().unwrap(), None);
+    assert_eq!(dec.exif_metadata().unwrap(), None);
 }
 
 #[test]

@@ -41,8 +41,15 @@ typedef struct LicInfo {
 /* The default limits. */
 LicLimits lic_default_limits(void);
 
-/* Reads the header and checks every chunk's CRC. */
+/* Reads the header and checks every chunk's CRC (the whole file is needed). */
 int lic_info(const uint8_t *data, size_t len, LicInfo *out);
+
+/* Reads the header from the first bytes of a file (the first 44 bytes of every file hold it),
+ * for loaders that see a prefix first; file_bytes is set to 0 (unknown). */
+int lic_probe(const uint8_t *data, size_t len, LicInfo *out);
+
+/* The library's version, "MAJOR.MINOR.PATCH" (a static string). */
+const char *lic_version(void);
 
 /*
  * Decodes to RGBA8 (grey is expanded, a missing alpha is 255). On success *pixels points to

@@ -162,6 +162,41 @@ pub unsafe extern "C" fn lic_info(data: *const u8, len: usize, out: *mut LicInfo
     })
 }
 
+/// Reads the header from the first bytes of a file (the signature and the HEAD chunk, its
+/// CRC checked: the first 44 bytes of every file), for loaders that see a prefix before the
+/// rest arrives. Sets `file_bytes` to 0: the file's size is not known from a prefix.
+///
+/// # Safety
+/// `data` must point to `len` readable bytes; `out` to a writable `LicInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn lic_probe(data: *const u8, len: usize, out: *mut LicInfo) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if out.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "out is NULL".into()));
+        }
+        let h = lic::container::read_header(bytes).map_err(|e| lic_err(e.into()))?;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe {
+            *out = LicInfo {
+                width: h.width,
+                height: h.height,
+                channels: h.color.channels() as u32,
+                quality: lic::Codec::quality_of(&h).value(),
+                file_bytes: 0,
+            }
+        };
+        Ok(())
+    })
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH", a static NUL-terminated string.
+#[no_mangle]
+pub extern "C" fn lic_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
 /// Decodes to the file's own layout.
 ///
 /// # Safety

@@ -29,6 +29,22 @@ int main(int argc, char **argv) {
     int st = lic_info(buf, len, &info);
     if (st != LIC_OK) { fprintf(stderr, "info: %s: %s\n", lic_status_string(st), lic_last_error()); return 1; }
 
+    /* The header from a prefix, as a loader sees the file arrive. */
+    LicInfo probe;
+    st = lic_probe(buf, 44, &probe);
+    if (st != LIC_OK) { fprintf(stderr, "probe: %s\n", lic_last_error()); return 1; }
+    if (probe.width != info.width || probe.height != info.height || probe.channels != info.channels
+        || probe.quality != info.quality || probe.file_bytes != 0) {
+        fprintf(stderr, "probe disagrees with info\n");
+        return 1;
+    }
+    if (lic_probe(buf, 43, &probe) != LIC_ERR_FORMAT || lic_info(buf, 44, &info) != LIC_ERR_FORMAT) {
+        fprintf(stderr, "a prefix too short for the header, or lic_info on a prefix, did not fail\n");
+        return 1;
+    }
+    if (strncmp(lic_version(), "0.", 2) != 0) { fprintf(stderr, "version %s\n", lic_version()); return 1; }
+    lic_info(buf, len, &info);
+
     uint8_t *px = NULL;
     size_t n = 0;
     uint32_t w = 0, h = 0, c = 0;
