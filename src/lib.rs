@@ -171,6 +171,9 @@ pub enum InputError {
         /// The picture's height.
         image_height: u32,
     },
+    /// A thread count of zero.
+    #[error("a codec needs at least one worker thread")]
+    NoThreads,
 }
 
 impl From<candle_core::Error> for Error {
@@ -517,6 +520,8 @@ pub struct Codec {
     pub(crate) limits: Limits,
     tile: u32,
     model: ModelKind,
+    /// Worker threads of this codec's own; `None`: rayon's global pool.
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 impl Codec {
@@ -535,6 +540,31 @@ impl Codec {
             tile: codec::DEFAULT_TILE,
             model: ModelKind::Cw,
             progress: None,
+            pool: None,
+        }
+    }
+
+    /// Runs this codec's encodes and decodes on `threads` worker threads of its own instead
+    /// of the process's global pool (one thread per core): a viewer decoding several files at
+    /// once gives each a share. Files and pixels do not depend on the thread count, and the
+    /// memory estimate ([`codec::decode_memory`]) follows it.
+    pub fn with_threads(mut self, threads: usize) -> Result<Self, Error> {
+        if threads == 0 {
+            return Err(InputError::NoThreads.into());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        self.pool = Some(std::sync::Arc::new(pool));
+        Ok(self)
+    }
+
+    /// Runs `f` on this codec's threads.
+    fn on_threads<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 
@@ -676,7 +706,7 @@ impl Codec {
         meta: &Metadata,
     ) -> Result<(Vec<u8>, EncodeStats), Error> {
         self.check_encode_limits(img)?;
-        match self.model {
+        self.on_threads(|| match self.model {
             ModelKind::Cw => {
                 let enc =
                     codec::CwEncoder::new(img, self.tile, &self.weights, self.progress.as_ref())?;
@@ -689,7 +719,7 @@ impl Codec {
                 })
             }
             m => Err(InputError::NoEncoder(m).into()),
-        }
+        })
     }
 
     /// Encodes at a raw rate code (the HEAD field, format-spec §6.2), bypassing the quality
@@ -701,7 +731,7 @@ impl Codec {
         meta: &Metadata,
     ) -> Result<(Vec<u8>, EncodeStats), Error> {
         self.check_encode_limits(img)?;
-        match self.model {
+        self.on_threads(|| match self.model {
             ModelKind::Cw => codec::encode(
                 img,
                 rate_code,
@@ -712,7 +742,7 @@ impl Codec {
             ),
             ModelKind::Rnn => codec::encode_rnn(img, rate_code, self.rnn_weights()?, meta),
             m => Err(InputError::NoEncoder(m).into()),
-        }
+        })
     }
 
     /// Refuses what a decoder with this codec's limits would refuse.
@@ -765,12 +795,12 @@ impl Codec {
     pub fn decode(&self, bytes: &[u8]) -> Result<Image, Error> {
         Ok(match container::read_header(bytes)?.model {
             ModelKind::Rnn => self.decode_layers(bytes, None)?.image,
-            _ => codec::decode(
-                bytes,
-                &*self.cw_weights_for(bytes)?,
-                &self.limits,
-                self.progress.as_ref(),
-            )?,
+            _ => {
+                let weights = self.cw_weights_for(bytes)?;
+                self.on_threads(|| {
+                    codec::decode(bytes, &weights, &self.limits, self.progress.as_ref())
+                })?
+            }
         })
     }
 
@@ -781,7 +811,8 @@ impl Codec {
         bytes: &[u8],
         max_layers: Option<usize>,
     ) -> Result<codec::RnnDecoded, Error> {
-        codec::decode_rnn(bytes, self.rnn_weights()?, &self.limits, max_layers)
+        let weights = self.rnn_weights()?;
+        self.on_threads(|| codec::decode_rnn(bytes, weights, &self.limits, max_layers))
     }
 
     /// Decodes only a rectangle of a `.lic` file: a viewer's visible part of a large image.
@@ -799,13 +830,16 @@ impl Codec {
         if container::read_header(bytes)?.model == ModelKind::Rnn {
             return codec::crop(&self.decode_layers(bytes, None)?.image, region);
         }
-        codec::decode_region(
-            bytes,
-            &*self.cw_weights_for(bytes)?,
-            &self.limits,
-            region,
-            self.progress.as_ref(),
-        )
+        let weights = self.cw_weights_for(bytes)?;
+        self.on_threads(|| {
+            codec::decode_region(
+                bytes,
+                &weights,
+                &self.limits,
+                region,
+                self.progress.as_ref(),
+            )
+        })
     }
 }
 

@@ -567,3 +567,29 @@ fn progress_counts_analysis_windows_and_synthesized_tiles() {
         Err(lic::Error::Cancelled { done: 1, total: 2 })
     ));
 }
+
+/// A codec's own worker threads change neither the file nor the pixels, and zero threads is
+/// refused.
+#[test]
+fn a_codec_on_its_own_threads_makes_the_same_files_and_pixels() {
+    let img = kodak_crop("kodim07.png", 40, 60, 200, 136);
+    let one = codec().with_tile_size(64).with_threads(1).unwrap();
+    let three = codec().with_tile_size(64).with_threads(3).unwrap();
+    let bytes = one.encode(&img, 0.5).unwrap();
+    assert_eq!(three.encode(&img, 0.5).unwrap(), bytes);
+    assert_eq!(one.decode(&bytes).unwrap(), three.decode(&bytes).unwrap());
+    let r = lic::Region {
+        x: 30,
+        y: 20,
+        width: 100,
+        height: 90,
+    };
+    assert_eq!(
+        one.decode_region(&bytes, r).unwrap(),
+        three.decode_region(&bytes, r).unwrap()
+    );
+    assert!(matches!(
+        codec().with_threads(0),
+        Err(lic::Error::Input(lic::InputError::NoThreads))
+    ));
+}
