@@ -130,7 +130,8 @@ impl SymbolWriter {
         bits
     }
 
-    /// Writes the stream: little-endian 32-bit words.
+    /// Writes the stream: little-endian 32-bit words. Fails with [`EntropyError::OverBudget`]
+    /// rather than write a stream that a decoder must refuse (§6.5).
     pub fn finish(
         &self,
         scales: &ScaleTables,
@@ -138,18 +139,30 @@ impl SymbolWriter {
     ) -> Result<Vec<u8>, EntropyError> {
         let mut coder = DefaultAnsCoder::new();
         let mut prims = Vec::new();
+        // The information a decoder counts against the stream's length, as it counts it.
+        let mut info = 0u64;
         for &op in self.ops.iter().rev() {
             prims.clear();
             Self::expand(op, scales, side, &mut prims);
             for p in prims.iter().rev() {
                 match p {
-                    Prim::Cat(m, s) => coder.encode_symbol(*s, *m),
-                    Prim::Uniform(n, s) => coder.encode_symbol(*s, DefaultUniformModel::new(*n)),
+                    Prim::Cat(m, s) => {
+                        info = info.saturating_add(symbol_info(m, *s));
+                        coder.encode_symbol(*s, *m)
+                    }
+                    Prim::Uniform(n, s) => {
+                        info = info.saturating_add(uniform_info(*n));
+                        coder.encode_symbol(*s, DefaultUniformModel::new(*n))
+                    }
                 }
                 .map_err(|_| EntropyError::Unencodable)?;
             }
         }
-        stream_bytes(coder)
+        let bytes = stream_bytes(coder)?;
+        InfoBudget::for_stream(bytes.len())
+            .spend(info)
+            .map_err(|_| EntropyError::OverBudget)?;
+        Ok(bytes)
     }
 }
 
@@ -338,6 +351,7 @@ impl<'t> SymbolReader<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::categorical;
 
     #[test]
     fn information_bounds_are_lower_bounds() {
@@ -368,6 +382,33 @@ mod tests {
             .unwrap()
             .expect_latents(100_000)
             .is_err());
+    }
+
+    #[test]
+    fn the_writer_refuses_a_stream_whose_last_symbols_code_for_free() {
+        // Symbol 0 opens its table: pushed first, while the coder's state is zero, it costs
+        // nothing, so a long run of it at the end of the decoding order outgrows the slack.
+        let side = [categorical(&[1 << 10, (1 << 16) - (1 << 10)])];
+        let scales = ScaleTables::new();
+        let mut w = SymbolWriter::new();
+        w.side(0, 1);
+        for _ in 0..60 {
+            w.side(0, 0);
+        }
+        assert!(matches!(
+            w.finish(&scales, &side),
+            Err(EntropyError::OverBudget)
+        ));
+        // Followed by one symbol that does cost, the run is paid for and the stream decodes.
+        w.side(0, 1);
+        let bytes = w.finish(&scales, &side).unwrap();
+        let mut rd = SymbolReader::new(&bytes, &scales, &side).unwrap();
+        assert_eq!(rd.side(0).unwrap(), 1);
+        for _ in 0..60 {
+            assert_eq!(rd.side(0).unwrap(), 0);
+        }
+        assert_eq!(rd.side(0).unwrap(), 1);
+        rd.finish().unwrap();
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub enum EntropyError {
     /// The encoder was handed a symbol its model cannot code (a bug, never input).
     #[error("a symbol could not be entropy coded")]
     Unencodable,
+    /// The written stream would be shorter than the information of its symbols allows
+    /// (format-spec §6.5), so a decoder would refuse it: rANS codes symbols that open their
+    /// table for free while its state is still zero, which only the last symbols to be
+    /// decoded can be.
+    #[error(
+        "the stream is too short for its symbols' information (its last symbols code for free)"
+    )]
+    OverBudget,
     /// The stream does not decode consistently.
     #[error("corrupt entropy-coded stream: {0}")]
     Corrupt(&'static str),
