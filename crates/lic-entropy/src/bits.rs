@@ -139,12 +139,19 @@ impl BitModel {
         let order: Vec<(usize, u8)> = coded(t, bits, prev, h, w).collect();
         // rANS is last in, first out.
         let mut coder = DefaultAnsCoder::new();
+        let mut info = 0u64;
         for &(ctx, b) in order.iter().rev() {
+            info = info.saturating_add(symbol_info(&self.models[ctx], b as usize));
             coder
                 .encode_symbol(b as usize, &self.models[ctx])
                 .map_err(|_| EntropyError::Unencodable)?;
         }
-        stream_bytes(coder)
+        let bytes = stream_bytes(coder)?;
+        // Refuse, as a decoder would, a stream whose last bits coded for free (§6.5).
+        InfoBudget::for_stream(bytes.len())
+            .spend(info)
+            .map_err(|_| EntropyError::OverBudget)?;
+        Ok(bytes)
     }
 
     /// Decodes iteration `t`'s bits from its stream; the stream must end exactly.
