@@ -59,6 +59,25 @@ const char *lic_version(void);
 int lic_decode_rgba8(const uint8_t *data, size_t len, const LicLimits *limits,
                      uint8_t **pixels, uint32_t *width, uint32_t *height);
 
+/* A rectangle of pixels. */
+typedef struct LicRegion {
+    uint32_t x;
+    uint32_t y;
+    uint32_t width;
+    uint32_t height;
+} LicRegion;
+
+/*
+ * Decodes RGBA8 (as lic_decode_rgba8) into the caller's buffer: row r of the picture, or of
+ * *region (NULL: the whole picture), at dst + r*stride, width*4 bytes each; needs
+ * stride >= width*4 and dst_len >= (height-1)*stride + width*4. Only the tiles under a region
+ * are decoded; its pixels equal that part of a whole decode. threads > 0 decodes on that many
+ * worker threads of its own (the pixels do not depend on it), 0 on one per core.
+ */
+int lic_decode_into(const uint8_t *data, size_t len, const LicLimits *limits,
+                    const LicRegion *region, uint32_t threads, uint8_t *dst, size_t dst_len,
+                    size_t stride);
+
 /*
  * Decodes to the file's own layout (LicInfo.channels samples per pixel). Released the same
  * way, with the length written to *out_len.

@@ -197,6 +197,117 @@ pub extern "C" fn lic_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
 }
 
+/// Expands samples of `color` to RGBA8 (grey to three channels, a missing alpha to 255);
+/// `dst` holds as many pixels as `src`.
+fn to_rgba8(color: ColorType, src: &[u8], dst: &mut [u8]) {
+    let px = dst.chunks_exact_mut(4);
+    match color {
+        ColorType::Gray => px
+            .zip(src)
+            .for_each(|(d, &g)| d.copy_from_slice(&[g, g, g, 255])),
+        ColorType::GrayAlpha => px
+            .zip(src.chunks_exact(2))
+            .for_each(|(d, p)| d.copy_from_slice(&[p[0], p[0], p[0], p[1]])),
+        ColorType::Rgb => px
+            .zip(src.chunks_exact(3))
+            .for_each(|(d, p)| d.copy_from_slice(&[p[0], p[1], p[2], 255])),
+        ColorType::Rgba => dst.copy_from_slice(src),
+    }
+}
+
+/// A rectangle of pixels (`LicRegion`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LicRegion {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// Decodes RGBA8 into the caller's buffer: row r of the picture, or of `*region` (null: the
+/// whole picture), at `dst + r·stride`, `width·4` bytes each. Only the tiles under a region
+/// are decoded. `threads` > 0 runs the decode on that many worker threads of its own (the
+/// pixels do not depend on it); 0 uses one per core.
+///
+/// # Safety
+/// `data` must point to `len` readable bytes, `dst` to `dst_len` writable bytes; `limits`
+/// and `region` are null or point to their structs.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lic_decode_into(
+    data: *const u8,
+    len: usize,
+    limits: *const LicLimits,
+    region: *const LicRegion,
+    threads: u32,
+    dst: *mut u8,
+    dst_len: usize,
+    stride: usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if dst.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "dst is NULL".into()));
+        }
+        let hd = lic::container::read_header(bytes).map_err(|e| lic_err(e.into()))?;
+        // SAFETY: a non-null region points to a LicRegion (header contract).
+        let r = match unsafe { region.as_ref() } {
+            Some(r) => lic::Region {
+                x: r.x,
+                y: r.y,
+                width: r.width,
+                height: r.height,
+            },
+            None => lic::Region {
+                x: 0,
+                y: 0,
+                width: hd.width,
+                height: hd.height,
+            },
+        };
+        let row = r.width as usize * 4;
+        let needed = (r.height as usize)
+            .checked_sub(1)
+            .map(|h| h * stride + row)
+            .unwrap_or(0);
+        if stride < row || dst_len < needed {
+            return Err((
+                LIC_ERR_ARGUMENT,
+                format!(
+                    "a {}x{} RGBA8 picture needs a stride of at least {row} and {needed} bytes",
+                    r.width, r.height
+                ),
+            ));
+        }
+        let limits = limits_of(limits);
+        let decode = || lic::decode_region_with_limits(bytes, &limits, r);
+        let img = if threads > 0 {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads as usize)
+                .build()
+                .map_err(|e| (LIC_ERR_INTERNAL, e.to_string()))?
+                .install(decode)
+        } else {
+            decode()
+        }
+        .map_err(lic_err)?;
+        // SAFETY: the caller promises `dst_len` writable bytes at `dst`, checked above to
+        // hold every row.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst, dst_len) };
+        let ch = img.color.channels();
+        for (y, src) in img.data.chunks_exact(r.width as usize * ch).enumerate() {
+            to_rgba8(img.color, src, &mut out[y * stride..y * stride + row]);
+        }
+        Ok(())
+    })
+}
+
 /// Decodes to the file's own layout.
 ///
 /// # Safety
@@ -261,19 +372,8 @@ pub unsafe extern "C" fn lic_decode_rgba8(
         let mut rgba = Vec::new();
         rgba.try_reserve_exact(n * 4)
             .map_err(|_| (LIC_ERR_INTERNAL, "out of memory".to_string()))?;
-        let d = &img.data;
-        match img.color {
-            ColorType::Gray => d
-                .iter()
-                .for_each(|&g| rgba.extend_from_slice(&[g, g, g, 255])),
-            ColorType::GrayAlpha => d
-                .chunks_exact(2)
-                .for_each(|p| rgba.extend_from_slice(&[p[0], p[0], p[0], p[1]])),
-            ColorType::Rgb => d
-                .chunks_exact(3)
-                .for_each(|p| rgba.extend_from_slice(&[p[0], p[1], p[2], 255])),
-            ColorType::Rgba => rgba.extend_from_slice(d),
-        }
+        rgba.resize(n * 4, 0);
+        to_rgba8(img.color, &img.data, &mut rgba);
         // SAFETY: all checked non-null; the caller promises they are writable.
         unsafe {
             *width = img.width;

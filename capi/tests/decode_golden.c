@@ -60,6 +60,40 @@ int main(int argc, char **argv) {
     uint8_t *rgba = NULL;
     st = lic_decode_rgba8(buf, len, NULL, &rgba, &w, &h);
     if (st != LIC_OK) { fprintf(stderr, "rgba: %s\n", lic_last_error()); return 1; }
+
+    /* Into a buffer of the caller's with padded rows, on one thread, then a region of it. */
+    size_t stride = (size_t)w * 4 + 12;
+    uint8_t *mine = calloc((size_t)h * stride, 1);
+    st = lic_decode_into(buf, len, NULL, NULL, 1, mine, (size_t)h * stride, stride);
+    if (st != LIC_OK) { fprintf(stderr, "into: %s\n", lic_last_error()); return 1; }
+    for (uint32_t y = 0; y < h; y++) {
+        if (memcmp(mine + y * stride, rgba + (size_t)y * w * 4, (size_t)w * 4) != 0) {
+            fprintf(stderr, "lic_decode_into differs from lic_decode_rgba8 in row %u\n", y);
+            return 1;
+        }
+    }
+    LicRegion r = { w / 3, h / 4, w / 2, h / 2 };
+    uint8_t part[256 * 4 * 256];
+    st = lic_decode_into(buf, len, NULL, &r, 0, part, sizeof part, (size_t)r.width * 4);
+    if (st != LIC_OK) { fprintf(stderr, "region: %s\n", lic_last_error()); return 1; }
+    for (uint32_t y = 0; y < r.height; y++) {
+        if (memcmp(part + (size_t)y * r.width * 4, rgba + ((size_t)(r.y + y) * w + r.x) * 4,
+                   (size_t)r.width * 4) != 0) {
+            fprintf(stderr, "region row %u differs from the whole decode\n", y);
+            return 1;
+        }
+    }
+    /* A stride too small, and a region outside the picture. */
+    if (lic_decode_into(buf, len, NULL, NULL, 0, mine, (size_t)h * stride, (size_t)w * 4 - 1) != LIC_ERR_ARGUMENT) {
+        fprintf(stderr, "a short stride was accepted\n");
+        return 1;
+    }
+    LicRegion outside = { w, 0, 1, 1 };
+    if (lic_decode_into(buf, len, NULL, &outside, 0, part, sizeof part, 4) == LIC_OK) {
+        fprintf(stderr, "a region outside the picture was accepted\n");
+        return 1;
+    }
+    free(mine);
     lic_free(rgba, (size_t)w * h * 4);
 
     /* Limits smaller than the image: refused before decoding. */
