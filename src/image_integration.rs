@@ -13,7 +13,7 @@ use image::error::{
     DecodingError, ImageFormatHint, LimitError, LimitErrorKind, UnsupportedError,
     UnsupportedErrorKind,
 };
-use image::{ImageDecoder, ImageError, ImageResult};
+use image::{ImageDecoder, ImageDecoderRect, ImageError, ImageResult};
 
 use crate::container::{self, Header};
 use crate::{Error, Limits};
@@ -123,6 +123,43 @@ impl ImageDecoder for LicDecoder {
 
     fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
         (*self).read_image(buf)
+    }
+}
+
+impl ImageDecoderRect for LicDecoder {
+    /// Decodes only the rectangle (the tiles under it, [`crate::decode_region_with_limits`])
+    /// into `buf`, rows `row_pitch` bytes apart, in the file's own colour type.
+    fn read_rect(
+        &mut self,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+        buf: &mut [u8],
+        row_pitch: usize,
+    ) -> ImageResult<()> {
+        let region = crate::Region {
+            x,
+            y,
+            width,
+            height,
+        };
+        let img = crate::decode_region_with_limits(&self.bytes, &self.limits, region)
+            .map_err(to_image_error)?;
+        let row = width as usize * self.header.color.channels();
+        let needed = (height as usize)
+            .checked_sub(1)
+            .map_or(0, |h| h * row_pitch + row);
+        if row_pitch < row || buf.len() < needed {
+            return Err(ImageError::Decoding(DecodingError::new(
+                hint(),
+                "output buffer or row pitch too small for the rectangle",
+            )));
+        }
+        for (k, src) in img.data.chunks_exact(row).enumerate() {
+            buf[k * row_pitch..k * row_pitch + row].copy_from_slice(src);
+        }
+        Ok(())
     }
 }
 

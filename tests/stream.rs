@@ -103,6 +103,23 @@ fn image_open_reads_lic_files_through_the_hooks() {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(10);
     assert!(dec.set_limits(limits).is_err());
+    // A rectangle through `ImageDecoderRect`, rows padded: that part of the whole decode.
+    {
+        use image::ImageDecoderRect;
+        let mut dec = lic::image_integration::LicDecoder::new(&bytes[..]).unwrap();
+        let (x, y, w, h, pitch) = (10usize, 5usize, 30usize, 20usize, 30 * 3 + 7);
+        let mut buf = vec![0u8; h * pitch];
+        dec.read_rect(x as u32, y as u32, w as u32, h as u32, &mut buf, pitch)
+            .unwrap();
+        for r in 0..h {
+            let at = ((y + r) * 64 + x) * 3;
+            assert_eq!(
+                &buf[r * pitch..r * pitch + w * 3],
+                &want.data[at..at + w * 3]
+            );
+        }
+        assert!(dec.read_rect(60, 0, 10, 10, &mut buf, pitch).is_err());
+    }
     // Grey stays grey.
     let grey = golden("grey-40x40-q050.lic");
     let dec = lic::image_integration::LicDecoder::new(&grey[..]).unwrap();
