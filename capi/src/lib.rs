@@ -1,5 +1,6 @@
-//! The C ABI of the lic decoder (`include/lic.h`): header info, decoding to RGBA8 or to the
-//! file's own layout under limits, releasing pixel buffers, and error strings.
+//! The C ABI of the lic decoder (`include/lic.h`, generated from this file by cbindgen):
+//! header probe and info, decoding to RGBA8 or to the file's own layout under limits, a
+//! region into the caller's buffer, releasing pixel buffers, error strings and the version.
 //!
 //! Every entry point checks its pointers, never unwinds into C (panics are caught and
 //! reported as `LIC_ERR_INTERNAL`), and records a per-thread message for `lic_last_error`.
@@ -28,13 +29,14 @@ pub const LIC_ERR_INTERNAL: i32 = 5;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct LicLimits {
-    /// Largest width.
+    /// Largest width (default 65536).
     pub max_width: u32,
-    /// Largest height.
+    /// Largest height (default 65536).
     pub max_height: u32,
-    /// Largest pixel count.
+    /// Largest pixel count (default 64 Mi).
     pub max_pixels: u64,
-    /// Largest decoder memory estimate, in bytes.
+    /// Largest memory the decoder may need by its estimate from the header, in bytes
+    /// (default 2 GiB); checked before anything is allocated.
     pub max_memory: u64,
 }
 
@@ -46,11 +48,11 @@ pub struct LicInfo {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// Samples per pixel of the coded image.
+    /// Samples per pixel of the coded image: 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA.
     pub channels: u32,
-    /// Quality the file was made with, 0..1.
+    /// The `-q` the file was made with, 0..1.
     pub quality: f32,
-    /// File size.
+    /// File size in bytes.
     pub file_bytes: u64,
 }
 
@@ -134,7 +136,7 @@ pub extern "C" fn lic_default_limits() -> LicLimits {
     }
 }
 
-/// Reads the header and chunk table (CRCs checked); runs no network.
+/// Reads the header and chunk table of a whole file (every CRC checked); runs no network.
 ///
 /// # Safety
 /// `data` must point to `len` readable bytes; `out` to a writable `LicInfo`.
@@ -308,7 +310,9 @@ pub unsafe extern "C" fn lic_decode_into(
     })
 }
 
-/// Decodes to the file's own layout.
+/// Decodes to the file's own layout (`LicInfo.channels` samples per pixel). On success
+/// `*pixels` points to `*out_len` bytes that the caller releases with
+/// `lic_free(*pixels, *out_len)`. `limits` may be null for the defaults.
 ///
 /// # Safety
 /// `data` must point to `len` readable bytes; every out-pointer must be writable; `limits`
@@ -348,7 +352,9 @@ pub unsafe extern "C" fn lic_decode(
     })
 }
 
-/// Decodes to RGBA8.
+/// Decodes to RGBA8 (grey is expanded, a missing alpha is 255). On success `*pixels` points
+/// to `width·height·4` bytes that the caller releases with `lic_free(*pixels,
+/// width·height·4)`. `limits` may be null for the defaults.
 ///
 /// # Safety
 /// As [`lic_decode`].
@@ -406,7 +412,7 @@ pub unsafe extern "C" fn lic_add_weights_dir(path: *const c_char) -> i32 {
     })
 }
 
-/// Releases a buffer returned by a decode function.
+/// Releases a buffer returned by a decode function; null is ignored.
 ///
 /// # Safety
 /// `pixels` must be null or a pointer returned by `lic_decode*` with its length, not yet freed.
@@ -433,7 +439,8 @@ pub extern "C" fn lic_status_string(status: i32) -> *const c_char {
     s.as_ptr() as *const c_char
 }
 
-/// The last failure's message on this thread ("" after a success).
+/// The last failure's message on this thread ("" after a success), valid until this thread's
+/// next call.
 #[no_mangle]
 pub extern "C" fn lic_last_error() -> *const c_char {
     // The pointer stays valid until the next lic call on this thread replaces the string.
