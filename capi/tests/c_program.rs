@@ -1,4 +1,5 @@
-//! Compiles `decode_golden.c` with the system C compiler against the cdylib, decodes every
+//! Compiles `decode_golden.c` with the system C compiler against the cdylib (installed as
+//! `scripts/install-capi.sh` installs it: loaded by its soname), decodes every
 //! golden vector through the C ABI, and checks the pixels: the program's FNV-1a hash must be
 //! that of the Rust decoder's pixels of the same file (`tests/golden.rs` checks those against
 //! the reference).
@@ -30,13 +31,29 @@ fn c_program_decodes_the_golden_vectors() {
     let golden = here.join("../format-spec/golden");
     let dir = tempfile_dir();
     let prog = dir.join("decode_golden");
-    let lib = lib_dir();
+    // As installed: the program links against liblic_capi.so and, through the library's
+    // soname, loads liblic_capi.so.0.MINOR, the only file in the folder it runs with.
+    let built = lib_dir().join("liblic_capi.so");
+    let (link, lib) = (dir.join("link"), dir.join("run"));
+    std::fs::create_dir_all(&link).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(&built, link.join("liblic_capi.so")).unwrap();
+    let (major, minor) = (
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+    );
+    let soname = if major == "0" {
+        format!("liblic_capi.so.0.{minor}")
+    } else {
+        format!("liblic_capi.so.{major}")
+    };
+    std::fs::copy(&built, lib.join(soname)).unwrap();
     let st = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
         .arg(here.join("tests/decode_golden.c"))
         .arg("-I")
         .arg(here.join("include"))
         .arg("-L")
-        .arg(&lib)
+        .arg(&link)
         .arg("-llic_capi")
         .arg("-o")
         .arg(&prog)
