@@ -91,6 +91,20 @@ int32_t lic_info(const uint8_t *data, size_t len, struct LicInfo *out);
 // `data` must point to `len` readable bytes; `out` to a writable `LicInfo`.
 int32_t lic_probe(const uint8_t *data, size_t len, struct LicInfo *out);
 
+// The file's ICC colour profile: `*icc` points into `data` (valid as long as it is) and
+// `*icc_len` is its length, or `*icc` is null when the file has none. Works on a prefix of
+// the file that holds the profile (it precedes the coded chunks).
+//
+// # Safety
+// `data` must point to `len` readable bytes; `icc` and `icc_len` must be writable.
+int32_t lic_icc_profile(const uint8_t *data, size_t len, const uint8_t **icc, size_t *icc_len);
+
+// The file's EXIF data (a TIFF structure), as [`lic_icc_profile`] gives the ICC profile.
+//
+// # Safety
+// As [`lic_icc_profile`].
+int32_t lic_exif(const uint8_t *data, size_t len, const uint8_t **exif, size_t *exif_len);
+
 // The library's version, "MAJOR.MINOR.PATCH", a static NUL-terminated string.
 const char *lic_version(void);
 

@@ -193,6 +193,67 @@ pub unsafe extern "C" fn lic_probe(data: *const u8, len: usize, out: *mut LicInf
     })
 }
 
+/// Finds the payload of the ancillary chunk `kind` of a (possibly cut) file.
+///
+/// # Safety
+/// As [`lic_icc_profile`].
+unsafe fn chunk_of(
+    data: *const u8,
+    len: usize,
+    kind: [u8; 4],
+    out: *mut *const u8,
+    out_len: *mut usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        if out.is_null() || out_len.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "an output pointer is NULL".into()));
+        }
+        let (file, _) =
+            lic::container::Container::parse_prefix(bytes).map_err(|e| lic_err(e.into()))?;
+        let found = file.find(kind).map_err(|e| lic_err(e.into()))?;
+        // SAFETY: checked non-null; the caller promises they are writable.
+        unsafe {
+            *out = found.map_or(std::ptr::null(), <[u8]>::as_ptr);
+            *out_len = found.map_or(0, <[u8]>::len);
+        }
+        Ok(())
+    })
+}
+
+/// The file's ICC colour profile: `*icc` points into `data` (valid as long as it is) and
+/// `*icc_len` is its length, or `*icc` is null when the file has none. Works on a prefix of
+/// the file that holds the profile (it precedes the coded chunks).
+///
+/// # Safety
+/// `data` must point to `len` readable bytes; `icc` and `icc_len` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn lic_icc_profile(
+    data: *const u8,
+    len: usize,
+    icc: *mut *const u8,
+    icc_len: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded caller contract.
+    unsafe { chunk_of(data, len, lic::container::types::ICCP, icc, icc_len) }
+}
+
+/// The file's EXIF data (a TIFF structure), as [`lic_icc_profile`] gives the ICC profile.
+///
+/// # Safety
+/// As [`lic_icc_profile`].
+#[no_mangle]
+pub unsafe extern "C" fn lic_exif(
+    data: *const u8,
+    len: usize,
+    exif: *mut *const u8,
+    exif_len: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded caller contract.
+    unsafe { chunk_of(data, len, lic::container::types::EXIF, exif, exif_len) }
+}
+
 /// The library's version, "MAJOR.MINOR.PATCH", a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn lic_version() -> *const c_char {
