@@ -42,6 +42,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "a prefix too short for the header, or lic_info on a prefix, did not fail\n");
         return 1;
     }
+    /* The golden files carry no ICC profile or EXIF. */
+    const uint8_t *meta = buf;
+    size_t meta_len = 1;
+    if (lic_icc_profile(buf, len, &meta, &meta_len) != LIC_OK || meta != NULL || meta_len != 0
+        || lic_exif(buf, len, &meta, &meta_len) != LIC_OK || meta != NULL) {
+        fprintf(stderr, "metadata where there is none\n");
+        return 1;
+    }
     if (strncmp(lic_version(), "0.", 2) != 0) { fprintf(stderr, "version %s\n", lic_version()); return 1; }
     lic_info(buf, len, &info);
 
