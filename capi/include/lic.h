@@ -31,6 +31,23 @@
 // Out of memory or an internal failure.
 #define LIC_ERR_INTERNAL 5
 
+// `LicEvent.kind`: nothing new until more bytes arrive.
+#define LIC_EVENT_NEED_MORE_DATA 0
+
+// `LicEvent.kind`: the header has arrived (`info` is filled; `file_bytes` is 0).
+#define LIC_EVENT_HEADER 1
+
+// `LicEvent.kind`: a picture is ready (`layer` of `layers`): `lic_stream_picture_into`.
+#define LIC_EVENT_PICTURE 2
+
+// `LicEvent.kind`: every picture of the file has been reported.
+#define LIC_EVENT_DONE 3
+
+// An incremental decoder (`LicStream`): bytes are pushed as they arrive, and polling reports
+// the header, then each picture: one for a cw file once it is complete, one per layer for a
+// progressive (rnn) file, each sharper than the last.
+typedef struct LicStream LicStream;
+
 // Decoder limits (`LicLimits`).
 typedef struct LicLimits {
   // Largest width (default 65536).
@@ -57,6 +74,18 @@ typedef struct LicInfo {
   // File size in bytes.
   uint64_t file_bytes;
 } LicInfo;
+
+// What [`lic_stream_poll`] reports (`LicEvent`).
+typedef struct LicEvent {
+  // One of the `LIC_EVENT_*` codes.
+  int32_t kind;
+  // `LIC_EVENT_PICTURE`: layers decoded so far (1-based).
+  uint32_t layer;
+  // `LIC_EVENT_PICTURE`: layers in the file (1 for a cw file).
+  uint32_t layers;
+  // `LIC_EVENT_HEADER`: the header's facts.
+  struct LicInfo info;
+} LicEvent;
 
 // A rectangle of pixels (`LicRegion`).
 typedef struct LicRegion {
@@ -104,6 +133,42 @@ int32_t lic_icc_profile(const uint8_t *data, size_t len, const uint8_t **icc, si
 // # Safety
 // As [`lic_icc_profile`].
 int32_t lic_exif(const uint8_t *data, size_t len, const uint8_t **exif, size_t *exif_len);
+
+// A new incremental decoder on the embedded weights, or null if they cannot be loaded
+// (`lic_last_error` says why). Release it with `lic_stream_free`.
+struct LicStream *lic_stream_new(void);
+
+// Releases a decoder from `lic_stream_new`; null is ignored.
+//
+// # Safety
+// `stream` must be null or a decoder from `lic_stream_new`, not yet released.
+void lic_stream_free(struct LicStream *stream);
+
+// Appends the next `len` bytes of the file.
+//
+// # Safety
+// `stream` must be a live decoder from `lic_stream_new`; `data` must point to `len`
+// readable bytes.
+int32_t lic_stream_push(struct LicStream *stream, const uint8_t *data, size_t len);
+
+// Advances as far as the bytes pushed so far allow and reports one event in `*event`; call
+// again until `LIC_EVENT_NEED_MORE_DATA` or `LIC_EVENT_DONE`. A corrupt file or one over the
+// default limits gives an error as soon as its bytes have arrived.
+//
+// # Safety
+// `stream` must be a live decoder from `lic_stream_new`; `event` must be writable.
+int32_t lic_stream_poll(struct LicStream *stream, struct LicEvent *event);
+
+// Writes the latest picture as RGBA8 into the caller's buffer, rows `stride` bytes apart
+// (as `lic_decode_into`); `LIC_ERR_ARGUMENT` before the first `LIC_EVENT_PICTURE`.
+//
+// # Safety
+// `stream` must be a live decoder from `lic_stream_new`; `dst` must point to `dst_len`
+// writable bytes.
+int32_t lic_stream_picture_into(const struct LicStream *stream,
+                                uint8_t *dst,
+                                size_t dst_len,
+                                size_t stride);
 
 // The library's version, "MAJOR.MINOR.PATCH", a static NUL-terminated string.
 const char *lic_version(void);

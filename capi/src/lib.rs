@@ -254,6 +254,194 @@ pub unsafe extern "C" fn lic_exif(
     unsafe { chunk_of(data, len, lic::container::types::EXIF, exif, exif_len) }
 }
 
+/// The codec the streaming decoders share: the embedded weights, default limits.
+fn shared_codec() -> Result<&'static lic::Codec, (i32, String)> {
+    static CODEC: std::sync::OnceLock<Result<lic::Codec, (i32, String)>> =
+        std::sync::OnceLock::new();
+    CODEC
+        .get_or_init(|| lic::Codec::embedded().map_err(lic_err))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// An incremental decoder (`LicStream`): bytes are pushed as they arrive, and polling reports
+/// the header, then each picture: one for a cw file once it is complete, one per layer for a
+/// progressive (rnn) file, each sharper than the last.
+pub struct LicStream {
+    dec: lic::stream::StreamDecoder<'static>,
+}
+
+/// `LicEvent.kind`: nothing new until more bytes arrive.
+pub const LIC_EVENT_NEED_MORE_DATA: i32 = 0;
+/// `LicEvent.kind`: the header has arrived (`info` is filled; `file_bytes` is 0).
+pub const LIC_EVENT_HEADER: i32 = 1;
+/// `LicEvent.kind`: a picture is ready (`layer` of `layers`): `lic_stream_picture_into`.
+pub const LIC_EVENT_PICTURE: i32 = 2;
+/// `LicEvent.kind`: every picture of the file has been reported.
+pub const LIC_EVENT_DONE: i32 = 3;
+
+/// What [`lic_stream_poll`] reports (`LicEvent`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LicEvent {
+    /// One of the `LIC_EVENT_*` codes.
+    pub kind: i32,
+    /// `LIC_EVENT_PICTURE`: layers decoded so far (1-based).
+    pub layer: u32,
+    /// `LIC_EVENT_PICTURE`: layers in the file (1 for a cw file).
+    pub layers: u32,
+    /// `LIC_EVENT_HEADER`: the header's facts.
+    pub info: LicInfo,
+}
+
+/// A new incremental decoder on the embedded weights, or null if they cannot be loaded
+/// (`lic_last_error` says why). Release it with `lic_stream_free`.
+#[no_mangle]
+pub extern "C" fn lic_stream_new() -> *mut LicStream {
+    let mut out = std::ptr::null_mut();
+    guard(|| {
+        let dec = lic::stream::StreamDecoder::new(shared_codec()?);
+        out = Box::into_raw(Box::new(LicStream { dec }));
+        Ok(())
+    });
+    out
+}
+
+/// Releases a decoder from `lic_stream_new`; null is ignored.
+///
+/// # Safety
+/// `stream` must be null or a decoder from `lic_stream_new`, not yet released.
+#[no_mangle]
+pub unsafe extern "C" fn lic_stream_free(stream: *mut LicStream) {
+    if !stream.is_null() {
+        // SAFETY: the caller hands back a pointer from `lic_stream_new`, once.
+        drop(unsafe { Box::from_raw(stream) });
+    }
+}
+
+/// Appends the next `len` bytes of the file.
+///
+/// # Safety
+/// `stream` must be a live decoder from `lic_stream_new`; `data` must point to `len`
+/// readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lic_stream_push(
+    stream: *mut LicStream,
+    data: *const u8,
+    len: usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let bytes = unsafe { input(data, len)? };
+        // SAFETY: a live decoder, not used elsewhere during the call (caller contract).
+        let s = unsafe { stream.as_mut() }.ok_or((LIC_ERR_ARGUMENT, "stream is NULL".into()))?;
+        s.dec.push(bytes);
+        Ok(())
+    })
+}
+
+/// Advances as far as the bytes pushed so far allow and reports one event in `*event`; call
+/// again until `LIC_EVENT_NEED_MORE_DATA` or `LIC_EVENT_DONE`. A corrupt file or one over the
+/// default limits gives an error as soon as its bytes have arrived.
+///
+/// # Safety
+/// `stream` must be a live decoder from `lic_stream_new`; `event` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn lic_stream_poll(stream: *mut LicStream, event: *mut LicEvent) -> i32 {
+    guard(|| {
+        // SAFETY: a live decoder, not used elsewhere during the call (caller contract).
+        let s = unsafe { stream.as_mut() }.ok_or((LIC_ERR_ARGUMENT, "stream is NULL".into()))?;
+        if event.is_null() {
+            return Err((LIC_ERR_ARGUMENT, "event is NULL".into()));
+        }
+        use lic::stream::Event;
+        let mut e = LicEvent::default();
+        match s.dec.poll().map_err(lic_err)? {
+            Event::HeaderKnown(h) => {
+                e.kind = LIC_EVENT_HEADER;
+                e.info = LicInfo {
+                    width: h.width,
+                    height: h.height,
+                    channels: h.color.channels() as u32,
+                    quality: lic::Codec::quality_of(&h).value(),
+                    file_bytes: 0,
+                };
+            }
+            Event::PictureReady { layer, layers } => {
+                e.kind = LIC_EVENT_PICTURE;
+                e.layer = layer;
+                e.layers = layers;
+            }
+            Event::Done => e.kind = LIC_EVENT_DONE,
+            _ => e.kind = LIC_EVENT_NEED_MORE_DATA,
+        }
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { *event = e };
+        Ok(())
+    })
+}
+
+/// Writes the latest picture as RGBA8 into the caller's buffer, rows `stride` bytes apart
+/// (as `lic_decode_into`); `LIC_ERR_ARGUMENT` before the first `LIC_EVENT_PICTURE`.
+///
+/// # Safety
+/// `stream` must be a live decoder from `lic_stream_new`; `dst` must point to `dst_len`
+/// writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn lic_stream_picture_into(
+    stream: *const LicStream,
+    dst: *mut u8,
+    dst_len: usize,
+    stride: usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: a live decoder (caller contract).
+        let s = unsafe { stream.as_ref() }.ok_or((LIC_ERR_ARGUMENT, "stream is NULL".into()))?;
+        let img = s
+            .dec
+            .picture()
+            .ok_or((LIC_ERR_ARGUMENT, "no picture has been reported yet".into()))?;
+        // SAFETY: forwarded caller contract.
+        unsafe { write_rgba8(img, dst, dst_len, stride) }
+    })
+}
+
+/// Writes `img` as RGBA8 rows `stride` bytes apart into `dst`, after checking the sizes.
+///
+/// # Safety
+/// `dst` must be null (refused) or point to `dst_len` writable bytes.
+unsafe fn write_rgba8(
+    img: &lic::Image,
+    dst: *mut u8,
+    dst_len: usize,
+    stride: usize,
+) -> Result<(), (i32, String)> {
+    if dst.is_null() {
+        return Err((LIC_ERR_ARGUMENT, "dst is NULL".into()));
+    }
+    let row = img.width as usize * 4;
+    let needed = (img.height as usize)
+        .checked_sub(1)
+        .map_or(0, |h| h * stride + row);
+    if stride < row || dst_len < needed {
+        return Err((
+            LIC_ERR_ARGUMENT,
+            format!(
+                "a {}x{} RGBA8 picture needs a stride of at least {row} and {needed} bytes",
+                img.width, img.height
+            ),
+        ));
+    }
+    // SAFETY: the caller promises `dst_len` writable bytes at `dst`, checked above to hold
+    // every row.
+    let out = unsafe { std::slice::from_raw_parts_mut(dst, dst_len) };
+    let ch = img.color.channels();
+    for (y, src) in img.data.chunks_exact(img.width as usize * ch).enumerate() {
+        to_rgba8(img.color, src, &mut out[y * stride..y * stride + row]);
+    }
+    Ok(())
+}
+
 /// The library's version, "MAJOR.MINOR.PATCH", a static NUL-terminated string.
 #[no_mangle]
 pub extern "C" fn lic_version() -> *const c_char {
@@ -339,6 +527,7 @@ pub unsafe extern "C" fn lic_decode_into(
             .checked_sub(1)
             .map(|h| h * stride + row)
             .unwrap_or(0);
+        // Refused before decoding, so a wrong buffer costs no work.
         if stride < row || dst_len < needed {
             return Err((
                 LIC_ERR_ARGUMENT,
@@ -360,14 +549,8 @@ pub unsafe extern "C" fn lic_decode_into(
             decode()
         }
         .map_err(lic_err)?;
-        // SAFETY: the caller promises `dst_len` writable bytes at `dst`, checked above to
-        // hold every row.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst, dst_len) };
-        let ch = img.color.channels();
-        for (y, src) in img.data.chunks_exact(r.width as usize * ch).enumerate() {
-            to_rgba8(img.color, src, &mut out[y * stride..y * stride + row]);
-        }
-        Ok(())
+        // SAFETY: forwarded caller contract.
+        unsafe { write_rgba8(&img, dst, dst_len, stride) }
     })
 }
 

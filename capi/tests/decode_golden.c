@@ -91,6 +91,41 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    /* Incrementally, in 5-byte pieces: the header first, then one picture, then done. */
+    LicStream *stream = lic_stream_new();
+    if (!stream) { fprintf(stderr, "stream: %s\n", lic_last_error()); return 1; }
+    int header_at = -1, pictures = 0, done = 0;
+    for (size_t at = 0; at < len && !done; at += 5) {
+        size_t n = len - at < 5 ? len - at : 5;
+        if (lic_stream_push(stream, buf + at, n) != LIC_OK) { fprintf(stderr, "push\n"); return 1; }
+        for (;;) {
+            LicEvent ev;
+            if (lic_stream_poll(stream, &ev) != LIC_OK) { fprintf(stderr, "poll: %s\n", lic_last_error()); return 1; }
+            if (ev.kind == LIC_EVENT_NEED_MORE_DATA) break;
+            if (ev.kind == LIC_EVENT_DONE) { done = 1; break; }
+            if (ev.kind == LIC_EVENT_HEADER) {
+                header_at = (int)(at + n);
+                if (ev.info.width != w || ev.info.height != h) { fprintf(stderr, "stream header\n"); return 1; }
+            }
+            if (ev.kind == LIC_EVENT_PICTURE) {
+                pictures++;
+                memset(mine, 0, (size_t)h * stride);
+                if (lic_stream_picture_into(stream, mine, (size_t)h * stride, stride) != LIC_OK) { fprintf(stderr, "picture: %s\n", lic_last_error()); return 1; }
+                for (uint32_t y = 0; y < h; y++) {
+                    if (memcmp(mine + y * stride, rgba + (size_t)y * w * 4, (size_t)w * 4) != 0) {
+                        fprintf(stderr, "streamed picture differs in row %u\n", y);
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+    lic_stream_free(stream);
+    if (header_at < 0 || header_at > 45 || pictures != 1 || !done) {
+        fprintf(stderr, "stream: header at %d, %d pictures, done %d\n", header_at, pictures, done);
+        return 1;
+    }
+
     /* A stride too small, and a region outside the picture. */
     if (lic_decode_into(buf, len, NULL, NULL, 0, mine, (size_t)h * stride, (size_t)w * 4 - 1) != LIC_ERR_ARGUMENT) {
         fprintf(stderr, "a short stride was accepted\n");
