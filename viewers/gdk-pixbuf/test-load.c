@@ -3,7 +3,8 @@
  * checks, for each file named on the command line: the pixels equal lic_decode_rgba8's; an
  * incremental load in 7-byte pieces tells the size before the last piece and gives the same
  * pixels; the ICC profile, if the file has one, is the pixbuf's "icc-profile" option; a
- * truncated and a corrupted copy give a GError, never a crash.
+ * truncated copy gives a GError (a progressive one shows its complete layers) and a
+ * corrupted one a GError, never a crash.
  */
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,11 @@ static int same_pixels(GdkPixbuf *pb, const uint8_t *rgba, uint32_t w, uint32_t 
 static void on_size(GdkPixbufLoader *loader, gint w, gint h, gpointer told) {
     (void)loader;
     *(gint *)told = w * 100000 + h;
+}
+
+static void on_update(GdkPixbufLoader *loader, gint x, gint y, gint w, gint h, gpointer n) {
+    (void)loader, (void)x, (void)y, (void)w, (void)h;
+    (*(int *)n)++;
 }
 
 static GdkPixbuf *load_bytes(const guchar *bytes, gsize len, GError **err) {
@@ -99,7 +105,9 @@ static void check_file(const char *path) {
     CHECK(loader != NULL, "%s: no lic loader: %s", path, err ? err->message : "?");
     if (loader != NULL) {
         gint told = -1;
+        int updates = 0;
         g_signal_connect(loader, "size-prepared", G_CALLBACK(on_size), &told);
+        g_signal_connect(loader, "area-updated", G_CALLBACK(on_update), &updates);
         gboolean ok = TRUE;
         gsize at = 0;
         for (; ok && at + 7 < len; at += 7) {
@@ -111,14 +119,30 @@ static void check_file(const char *path) {
         CHECK(ok, "%s: incremental load: %s", path, err ? err->message : "?");
         GdkPixbuf *inc = gdk_pixbuf_loader_get_pixbuf(loader);
         CHECK(inc != NULL && same_pixels(inc, rgba, w, h), "%s: incremental pixels differ", path);
+        /* One picture per layer: a cw file has one, a progressive file one per layer. */
+        printf("%s: %d picture(s) shown while loading\n", path, updates);
+        CHECK(updates >= 1, "%s: no picture shown", path);
         g_object_unref(loader);
     }
     g_clear_error(&err);
 
     /* Cut in half, and one byte in the middle flipped (its chunk's CRC fails). */
+    /* A cut progressive file shows its complete layers, as lic decodes them; anything else
+     * cut must fail. */
+    uint8_t *cut = NULL;
+    uint32_t cw = 0, ch = 0;
+    int cut_ok = lic_decode_rgba8(data, len / 2, NULL, &cut, &cw, &ch) == LIC_OK;
     GdkPixbuf *bad = load_bytes((const guchar *)bytes, len / 2, &err);
-    CHECK(bad == NULL && err != NULL, "%s: a truncated copy loaded", path);
-    if (err) printf("%s: truncated: %s\n", path, err->message);
+    if (cut_ok) {
+        CHECK(bad != NULL && same_pixels(bad, cut, cw, ch),
+              "%s: the cut progressive file did not show its complete layers", path);
+        if (bad) printf("%s: cut in half: its complete layers shown\n", path);
+        lic_free(cut, (size_t)cw * ch * 4);
+    } else {
+        CHECK(bad == NULL && err != NULL, "%s: a truncated copy loaded", path);
+        if (err) printf("%s: truncated: %s\n", path, err->message);
+    }
+    if (bad) g_object_unref(bad);
     g_clear_error(&err);
     bytes[len / 2 + 1] ^= 0x10;
     bad = load_bytes((const guchar *)bytes, len, &err);

@@ -2,8 +2,8 @@
 # Builds the gdk-pixbuf loader (io-lic.c) against lic's C library installed in a temporary
 # prefix, registers it in a loaders.cache of its own and the .lic MIME type (lic-mime.xml:
 # gdk-pixbuf picks loaders by GIO's MIME sniffing) in a data folder of its own, and loads .lic
-# files through GdkPixbuf itself (test-load.c): the golden vectors and a file made from a PNG
-# with an ICC profile. Installs Debian's gdk-pixbuf development packages when missing (CI).
+# files through GdkPixbuf itself (test-load.c): the golden vectors, a file made from a PNG
+# with an ICC profile, and a progressive one. Installs Debian's gdk-pixbuf development packages when missing (CI).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! pkg-config --exists gdk-pixbuf-2.0 2>/dev/null || ! command -v update-mime-database >/dev/null; then
@@ -40,6 +40,8 @@ png += chunk(b"iCCP", b"test\0\0" + zlib.compress(icc)) + chunk(b"IDAT", zlib.co
 open(sys.argv[1], "wb").write(png + chunk(b"IEND", b""))
 PY
 cargo run --release --quiet --bin lic -- encode -q 0.5 "$work/icc.png" "$work/icc.lic"
+# A progressive (rnn) file: shown layer by layer, the last picture that of a whole decode.
+cargo run --release --quiet --bin lic -- encode --model rnn -q 0.3 format-spec/golden/rgb-64x48-q030.png "$work/rnn.lic"
 GDK_PIXBUF_MODULE_FILE="$work/loaders.cache" XDG_DATA_DIRS="$work/share:/usr/share" \
-    "$work/test-load" format-spec/golden/*.lic "$work/icc.lic"
+    "$work/test-load" format-spec/golden/*.lic "$work/icc.lic" "$work/rnn.lic"
 rm -rf "$work"
