@@ -144,7 +144,7 @@ impl ImageDecoderRect for LicDecoder {
             width,
             height,
         };
-        let img = crate::decode_region_with_limits(&self.bytes, &self.limits, region)
+        let img = crate::decode_region_with_limits(&self.bytes, &self.limits, region, None)
             .map_err(to_image_error)?;
         let row = width as usize * self.header.color.channels();
         let needed = (height as usize)

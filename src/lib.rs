@@ -866,17 +866,19 @@ pub fn decode(bytes: &[u8]) -> Result<Image, Error> {
 
 /// Decodes only `region` of a `.lic` file within `limits`, with the weights its header names
 /// (as [`decode_with_limits`]): only the tiles under the region are synthesized, and its
-/// pixels equal that part of a whole decode. rnn files are decoded whole and cropped.
+/// pixels equal that part of a whole decode; `progress` hears of each synthesized tile and
+/// may cancel ([`Progress`]). rnn files are decoded whole and cropped.
 pub fn decode_region_with_limits(
     bytes: &[u8],
     limits: &Limits,
     region: Region,
+    progress: Option<&Progress>,
 ) -> Result<Image, Error> {
     let hd = container::read_header(bytes)?;
     match hd.model {
         ModelKind::Cw => {
             let weights = WeightsStore::global().cw(&hd.weights_id)?;
-            codec::decode_region(bytes, &weights, limits, region, None)
+            codec::decode_region(bytes, &weights, limits, region, progress)
         }
         _ => codec::crop(&decode_with_limits(bytes, limits)?, region),
     }

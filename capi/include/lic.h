@@ -31,6 +31,9 @@
 // Out of memory or an internal failure.
 #define LIC_ERR_INTERNAL 5
 
+// The caller's progress function cancelled the decode.
+#define LIC_ERR_CANCELLED 6
+
 // `LicEvent.kind`: nothing new until more bytes arrive.
 #define LIC_EVENT_NEED_MORE_DATA 0
 
@@ -98,6 +101,11 @@ typedef struct LicRegion {
   // Height in pixels.
   uint32_t height;
 } LicRegion;
+
+// Told by `lic_decode_into` after each decoded tile: `(tiles done, tiles in all, user)`;
+// returning 0 cancels the decode (`LIC_ERR_CANCELLED`), e.g. when a viewer no longer
+// needs the picture. May be called from a worker thread.
+typedef int32_t (*LicProgressFn)(size_t done, size_t total, void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -176,16 +184,20 @@ const char *lic_version(void);
 // Decodes RGBA8 into the caller's buffer: row r of the picture, or of `*region` (null: the
 // whole picture), at `dst + r·stride`, `width·4` bytes each. Only the tiles under a region
 // are decoded. `threads` > 0 runs the decode on that many worker threads of its own (the
-// pixels do not depend on it); 0 uses one per core.
+// pixels do not depend on it); 0 uses one per core. `progress` (may be null) hears of each
+// decoded tile of a cw file with `user`, and cancels the decode by returning 0.
 //
 // # Safety
 // `data` must point to `len` readable bytes, `dst` to `dst_len` writable bytes; `limits`
-// and `region` are null or point to their structs.
+// and `region` are null or point to their structs; `progress`, if not null, must be safe to
+// call with `user` from any thread until this call returns.
 int32_t lic_decode_into(const uint8_t *data,
                         size_t len,
                         const struct LicLimits *limits,
                         const struct LicRegion *region,
                         uint32_t threads,
+                        LicProgressFn progress,
+                        void *user,
                         uint8_t *dst,
                         size_t dst_len,
                         size_t stride);

@@ -7,7 +7,7 @@
 #![deny(missing_docs)]
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lic::{ColorType, Error, Limits, WeightsStore};
@@ -24,6 +24,28 @@ pub const LIC_ERR_LIMITS: i32 = 3;
 pub const LIC_ERR_WEIGHTS: i32 = 4;
 /// Out of memory or an internal failure.
 pub const LIC_ERR_INTERNAL: i32 = 5;
+/// The caller's progress function cancelled the decode.
+pub const LIC_ERR_CANCELLED: i32 = 6;
+
+/// Told by `lic_decode_into` after each decoded tile: `(tiles done, tiles in all, user)`;
+/// returning 0 cancels the decode (`LIC_ERR_CANCELLED`), e.g. when a viewer no longer
+/// needs the picture. May be called from a worker thread.
+pub type LicProgressFn =
+    Option<unsafe extern "C" fn(done: usize, total: usize, user: *mut c_void) -> i32>;
+
+/// The caller's `user` pointer, handed back to its progress function on whichever thread
+/// calls it (the caller's contract: the function may be called from a worker thread).
+struct UserData(*mut c_void);
+// SAFETY: lic never dereferences the pointer; it only passes it back to the caller's
+// function, which the header says may run on a worker thread.
+unsafe impl Send for UserData {}
+// SAFETY: as above.
+unsafe impl Sync for UserData {}
+impl UserData {
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
 
 /// Decoder limits (`LicLimits`).
 #[repr(C)]
@@ -71,6 +93,7 @@ fn status_of(e: &Error) -> i32 {
         Error::Limits { .. } => LIC_ERR_LIMITS,
         Error::WrongWeights { .. } | Error::Weights(_) => LIC_ERR_WEIGHTS,
         Error::Quality(_) | Error::Input(_) => LIC_ERR_ARGUMENT,
+        Error::Cancelled { .. } => LIC_ERR_CANCELLED,
         _ => LIC_ERR_INTERNAL,
     }
 }
@@ -483,11 +506,13 @@ pub struct LicRegion {
 /// Decodes RGBA8 into the caller's buffer: row r of the picture, or of `*region` (null: the
 /// whole picture), at `dst + r·stride`, `width·4` bytes each. Only the tiles under a region
 /// are decoded. `threads` > 0 runs the decode on that many worker threads of its own (the
-/// pixels do not depend on it); 0 uses one per core.
+/// pixels do not depend on it); 0 uses one per core. `progress` (may be null) hears of each
+/// decoded tile of a cw file with `user`, and cancels the decode by returning 0.
 ///
 /// # Safety
 /// `data` must point to `len` readable bytes, `dst` to `dst_len` writable bytes; `limits`
-/// and `region` are null or point to their structs.
+/// and `region` are null or point to their structs; `progress`, if not null, must be safe to
+/// call with `user` from any thread until this call returns.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lic_decode_into(
@@ -496,6 +521,8 @@ pub unsafe extern "C" fn lic_decode_into(
     limits: *const LicLimits,
     region: *const LicRegion,
     threads: u32,
+    progress: LicProgressFn,
+    user: *mut c_void,
     dst: *mut u8,
     dst_len: usize,
     stride: usize,
@@ -538,7 +565,14 @@ pub unsafe extern "C" fn lic_decode_into(
             ));
         }
         let limits = limits_of(limits);
-        let decode = || lic::decode_region_with_limits(bytes, &limits, r);
+        let progress: Option<lic::Progress> = progress.map(|f| {
+            let user = UserData(user);
+            // SAFETY: the caller promises `f` may be called with `user` from any thread
+            // while this call runs; the codec calls it only during the decode below.
+            std::sync::Arc::new(move |done, total| unsafe { f(done, total, user.get()) } != 0)
+                as lic::Progress
+        });
+        let decode = || lic::decode_region_with_limits(bytes, &limits, r, progress.as_ref());
         let img = if threads > 0 {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads as usize)
@@ -678,6 +712,7 @@ pub extern "C" fn lic_status_string(status: i32) -> *const c_char {
         LIC_ERR_LIMITS => b"image exceeds the decoder limits\0",
         LIC_ERR_WEIGHTS => b"the file needs weights this library does not have\0",
         LIC_ERR_INTERNAL => b"internal error or out of memory\0",
+        LIC_ERR_CANCELLED => b"cancelled by the caller\0",
         _ => b"unknown status\0",
     };
     s.as_ptr() as *const c_char

@@ -14,6 +14,19 @@ static uint64_t fnv1a(const uint8_t *p, size_t n) {
     return h;
 }
 
+/* Counts the tiles lic_decode_into reports. */
+static int32_t count_tiles(size_t done, size_t total, void *user) {
+    (void)total;
+    *(size_t *)user = done;
+    return 1;
+}
+
+/* Cancels at the first tile. */
+static int32_t cancel(size_t done, size_t total, void *user) {
+    (void)done, (void)total, (void)user;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FILE.lic\n", argv[0]);
@@ -72,7 +85,8 @@ int main(int argc, char **argv) {
     /* Into a buffer of the caller's with padded rows, on one thread, then a region of it. */
     size_t stride = (size_t)w * 4 + 12;
     uint8_t *mine = calloc((size_t)h * stride, 1);
-    st = lic_decode_into(buf, len, NULL, NULL, 1, mine, (size_t)h * stride, stride);
+    size_t tiles = 0;
+    st = lic_decode_into(buf, len, NULL, NULL, 1, count_tiles, &tiles, mine, (size_t)h * stride, stride);
     if (st != LIC_OK) { fprintf(stderr, "into: %s\n", lic_last_error()); return 1; }
     for (uint32_t y = 0; y < h; y++) {
         if (memcmp(mine + y * stride, rgba + (size_t)y * w * 4, (size_t)w * 4) != 0) {
@@ -80,9 +94,12 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    if (tiles == 0) { fprintf(stderr, "no progress reported\n"); return 1; }
+    st = lic_decode_into(buf, len, NULL, NULL, 0, cancel, NULL, mine, (size_t)h * stride, stride);
+    if (st != LIC_ERR_CANCELLED) { fprintf(stderr, "cancelling gave %d\n", st); return 1; }
     LicRegion r = { w / 3, h / 4, w / 2, h / 2 };
     uint8_t part[256 * 4 * 256];
-    st = lic_decode_into(buf, len, NULL, &r, 0, part, sizeof part, (size_t)r.width * 4);
+    st = lic_decode_into(buf, len, NULL, &r, 0, NULL, NULL, part, sizeof part, (size_t)r.width * 4);
     if (st != LIC_OK) { fprintf(stderr, "region: %s\n", lic_last_error()); return 1; }
     for (uint32_t y = 0; y < r.height; y++) {
         if (memcmp(part + (size_t)y * r.width * 4, rgba + ((size_t)(r.y + y) * w + r.x) * 4,
@@ -127,12 +144,12 @@ int main(int argc, char **argv) {
     }
 
     /* A stride too small, and a region outside the picture. */
-    if (lic_decode_into(buf, len, NULL, NULL, 0, mine, (size_t)h * stride, (size_t)w * 4 - 1) != LIC_ERR_ARGUMENT) {
+    if (lic_decode_into(buf, len, NULL, NULL, 0, NULL, NULL, mine, (size_t)h * stride, (size_t)w * 4 - 1) != LIC_ERR_ARGUMENT) {
         fprintf(stderr, "a short stride was accepted\n");
         return 1;
     }
     LicRegion outside = { w, 0, 1, 1 };
-    if (lic_decode_into(buf, len, NULL, &outside, 0, part, sizeof part, 4) == LIC_OK) {
+    if (lic_decode_into(buf, len, NULL, &outside, 0, NULL, NULL, part, sizeof part, 4) == LIC_OK) {
         fprintf(stderr, "a region outside the picture was accepted\n");
         return 1;
     }
