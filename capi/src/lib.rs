@@ -147,6 +147,17 @@ fn hand_out(v: Vec<u8>) -> *mut u8 {
     Box::into_raw(v.into_boxed_slice()) as *mut u8
 }
 
+/// The `LicInfo` of a header, with the file's size where it is known (0 where not).
+fn info_of(h: &lic::Header, file_bytes: u64) -> LicInfo {
+    LicInfo {
+        width: h.width,
+        height: h.height,
+        channels: h.color.channels() as u32,
+        quality: lic::Codec::quality_of(h).value(),
+        file_bytes,
+    }
+}
+
 /// The default limits.
 #[no_mangle]
 pub extern "C" fn lic_default_limits() -> LicLimits {
@@ -174,15 +185,7 @@ pub unsafe extern "C" fn lic_info(data: *const u8, len: usize, out: *mut LicInfo
         let info = lic::info(bytes).map_err(lic_err)?;
         let h = &info.header;
         // SAFETY: checked non-null; the caller promises it is writable.
-        unsafe {
-            *out = LicInfo {
-                width: h.width,
-                height: h.height,
-                channels: h.color.channels() as u32,
-                quality: lic::Codec::quality_of(&h).value(),
-                file_bytes: info.file_bytes as u64,
-            }
-        };
+        unsafe { *out = info_of(h, info.file_bytes as u64) };
         Ok(())
     })
 }
@@ -203,15 +206,7 @@ pub unsafe extern "C" fn lic_probe(data: *const u8, len: usize, out: *mut LicInf
         }
         let h = lic::container::read_header(bytes).map_err(|e| lic_err(e.into()))?;
         // SAFETY: checked non-null; the caller promises it is writable.
-        unsafe {
-            *out = LicInfo {
-                width: h.width,
-                height: h.height,
-                channels: h.color.channels() as u32,
-                quality: lic::Codec::quality_of(&h).value(),
-                file_bytes: 0,
-            }
-        };
+        unsafe { *out = info_of(&h, 0) };
         Ok(())
     })
 }
@@ -382,13 +377,7 @@ pub unsafe extern "C" fn lic_stream_poll(stream: *mut LicStream, event: *mut Lic
         match s.dec.poll().map_err(lic_err)? {
             Event::HeaderKnown(h) => {
                 e.kind = LIC_EVENT_HEADER;
-                e.info = LicInfo {
-                    width: h.width,
-                    height: h.height,
-                    channels: h.color.channels() as u32,
-                    quality: lic::Codec::quality_of(&h).value(),
-                    file_bytes: 0,
-                };
+                e.info = info_of(&h, 0);
             }
             Event::PictureReady { layer, layers } => {
                 e.kind = LIC_EVENT_PICTURE;
@@ -429,6 +418,29 @@ pub unsafe extern "C" fn lic_stream_picture_into(
     })
 }
 
+/// Checks that `dst_len` bytes hold a `width`×`height` RGBA8 picture with rows `stride`
+/// bytes apart; returns the row's length.
+fn check_rgba8_buffer(
+    width: u32,
+    height: u32,
+    dst_len: usize,
+    stride: usize,
+) -> Result<usize, (i32, String)> {
+    let row = width as usize * 4;
+    let needed = (height as usize)
+        .checked_sub(1)
+        .map_or(0, |h| h * stride + row);
+    if stride < row || dst_len < needed {
+        return Err((
+            LIC_ERR_ARGUMENT,
+            format!(
+                "a {width}x{height} RGBA8 picture needs a stride of at least {row} and {needed} bytes"
+            ),
+        ));
+    }
+    Ok(row)
+}
+
 /// Writes `img` as RGBA8 rows `stride` bytes apart into `dst`, after checking the sizes.
 ///
 /// # Safety
@@ -442,19 +454,7 @@ unsafe fn write_rgba8(
     if dst.is_null() {
         return Err((LIC_ERR_ARGUMENT, "dst is NULL".into()));
     }
-    let row = img.width as usize * 4;
-    let needed = (img.height as usize)
-        .checked_sub(1)
-        .map_or(0, |h| h * stride + row);
-    if stride < row || dst_len < needed {
-        return Err((
-            LIC_ERR_ARGUMENT,
-            format!(
-                "a {}x{} RGBA8 picture needs a stride of at least {row} and {needed} bytes",
-                img.width, img.height
-            ),
-        ));
-    }
+    let row = check_rgba8_buffer(img.width, img.height, dst_len, stride)?;
     // SAFETY: the caller promises `dst_len` writable bytes at `dst`, checked above to hold
     // every row.
     let out = unsafe { std::slice::from_raw_parts_mut(dst, dst_len) };
@@ -549,21 +549,8 @@ pub unsafe extern "C" fn lic_decode_into(
                 height: hd.height,
             },
         };
-        let row = r.width as usize * 4;
-        let needed = (r.height as usize)
-            .checked_sub(1)
-            .map(|h| h * stride + row)
-            .unwrap_or(0);
         // Refused before decoding, so a wrong buffer costs no work.
-        if stride < row || dst_len < needed {
-            return Err((
-                LIC_ERR_ARGUMENT,
-                format!(
-                    "a {}x{} RGBA8 picture needs a stride of at least {row} and {needed} bytes",
-                    r.width, r.height
-                ),
-            ));
-        }
+        check_rgba8_buffer(r.width, r.height, dst_len, stride)?;
         let limits = limits_of(limits);
         let progress: Option<lic::Progress> = progress.map(|f| {
             let user = UserData(user);
