@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use crate::entropy::params::{half_index, IntParams};
 use crate::entropy::{SymbolReader, SymbolWriter};
 use crate::model::cw::{slice_start, RatePos, CH_PER_LEVEL, LEVELS, M, SLICES, STRIDE, T_TOP};
+use crate::model::postfilter::PostRows;
 use crate::model::weights::{CwWeights, WeightsError};
 use crate::Error;
 
@@ -648,7 +649,7 @@ pub fn synthesize(
     weights: &CwWeights,
     lat: &Latents,
     q16: u16,
-    sink: impl FnMut(usize, &[u8]),
+    mut sink: impl FnMut(usize, &[u8]),
 ) -> Result<(), WeightsError> {
     let synthesizer = weights.synthesizer()?;
     let gains = weights.gains(q16);
@@ -669,7 +670,14 @@ pub fn synthesize(
             }
         }
     };
-    synthesizer.run(lat.h, lat.w, latent_row, sink);
+    match synthesizer.post_filter() {
+        None => synthesizer.run(lat.h, lat.w, latent_row, sink),
+        Some(post) => {
+            let mut rows = PostRows::new(post, lat.h * STRIDE, lat.w * STRIDE, q16);
+            synthesizer.run(lat.h, lat.w, latent_row, |_, rgb| rows.push(rgb, &mut sink));
+            rows.finish(&mut sink);
+        }
+    }
     Ok(())
 }
 

@@ -427,12 +427,14 @@ pub fn decode_memory(hd: &Header) -> u64 {
     };
     let threads = rayon::current_num_threads() as u64;
     let offsets = threads.min(tiles_in_row) * (tile(lh) * tile(lw)).div_ceil(2) * M as u64 * 4;
-    // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has.
-    let working = crate::model::synthesis::working_bytes(
-        side(lh) as usize,
-        side(lw) as usize,
-        threads as usize,
-    );
+    // The synthesis's working rows (`model::synthesis`) on as many workers as the pool has,
+    // and those of a post-filter (counted whether or not the weights have one).
+    let working =
+        crate::model::synthesis::working_bytes(
+            side(lh) as usize,
+            side(lw) as usize,
+            threads as usize,
+        ) + crate::model::postfilter::working_bytes(side(lw) as usize * STRIDE, threads as usize);
     let live = if hd.tile == 0 {
         // One tile is entropy-decoded before any pixel is written (the image's pages are
         // untouched until then), and its context offsets are gone before the synthesis.
@@ -783,7 +785,7 @@ pub fn crop(img: &Image, region: Region) -> Result<Image, Error> {
 }
 
 /// One output pixel of colour type `color` from synthesized RGB: grey averaged back from the
-/// R, G and B the encoder replicated it into (spec §5 step 5), then alpha if any.
+/// R, G and B the encoder replicated it into (spec §5 step 6), then alpha if any.
 pub(crate) fn put_pixel(out: &mut [u8], color: ColorType, rgb: &[u8], alpha: Option<u8>) {
     if color.is_gray() {
         out[0] = ((rgb[0] as u16 + rgb[1] as u16 + rgb[2] as u16 + 1) / 3) as u8;

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod cw;
 pub mod im2col;
 pub mod layers;
+pub mod postfilter;
 pub mod rnn;
 pub mod store;
 pub mod synthesis;

@@ -17,6 +17,7 @@
 //! sizes do not depend on the number of threads, and each output value is computed by exactly
 //! one chunk, so the pixels are the same for any thread count.
 
+use super::postfilter::PostFilter;
 use lic_format::arch::cw::SYNTHESIS;
 use lic_kernels::matmul_add;
 use rayon::prelude::*;
@@ -536,16 +537,29 @@ impl Feed {
 #[derive(Clone, Debug)]
 pub struct Synthesizer {
     stages: Vec<Stage>,
+    post: Option<PostFilter>,
 }
 
 impl Synthesizer {
     /// The synthesis of these stages, in order; the last one makes the pixels.
     pub fn new(stages: Vec<Stage>) -> Self {
-        Self { stages }
+        Self { stages, post: None }
     }
 
-    /// Multiply-accumulates per output pixel (convolutions and normalizations): the decoder's
-    /// cost in the unit learned codecs are compared in.
+    /// The same synthesis followed by a post-filter.
+    pub fn with_post_filter(mut self, post: PostFilter) -> Self {
+        self.post = Some(post);
+        self
+    }
+
+    /// The post-filter the synthesized pixels go through, if the weights have one.
+    pub fn post_filter(&self) -> Option<&PostFilter> {
+        self.post.as_ref()
+    }
+
+    /// Multiply-accumulates per output pixel (convolutions and normalizations, the
+    /// post-filter's included): the decoder's cost in the unit learned codecs are compared
+    /// in.
     pub fn macs_per_pixel(&self) -> f64 {
         let n = self.stages.len() as i32;
         // Stage i runs at 1/2^(n − i) of the output resolution in each direction.
@@ -553,7 +567,8 @@ impl Synthesizer {
             .iter()
             .enumerate()
             .map(|(i, s)| s.macs() as f64 / 4f64.powi(n - i as i32))
-            .sum()
+            .sum::<f64>()
+            + self.post.as_ref().map_or(0.0, PostFilter::macs_per_pixel)
     }
 
     /// Runs the synthesis on an `h × w` latent grid whose rows `latent_row(i, row)` writes

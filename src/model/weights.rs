@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::analysis::{Analyzer, ANALYSIS};
 use super::cw::CwModel;
+use super::postfilter::{PostFilter, MAX_WIDTH};
 use super::rnn::RnnModel;
 use super::synthesis::{Stage, Synthesizer};
 use crate::arch::cw::{M, RATE_POINTS, SYNTHESIS};
@@ -183,8 +184,41 @@ fn synthesis_tensors(i: usize, igdn: bool) -> Vec<(String, Vec<usize>)> {
     names
 }
 
-/// Checks that the file has every synthesis tensor, with its shape and a float type;
-/// returns whether the synthesis uses inverse GDN (`dec_gdn.*` present; else ReLU).
+/// The post-filter's tensors for `width` hidden channels (spec §5 step 4).
+fn post_filter_tensors(width: usize) -> [(&'static str, Vec<usize>); 6] {
+    [
+        ("post.0.weight", vec![width, 4, 3, 3]),
+        ("post.0.bias", vec![width]),
+        ("post.1.weight", vec![width, width, 1, 1]),
+        ("post.1.bias", vec![width]),
+        ("post.2.weight", vec![3, width, 3, 3]),
+        ("post.2.bias", vec![3]),
+    ]
+}
+
+/// The post-filter's width when the file has one (`post.0.bias` present), its tensors
+/// checked.
+fn check_post_filter(st: &SafeTensors) -> Result<Option<usize>, WeightsError> {
+    let Ok(bias) = st.tensor("post.0.bias") else {
+        return Ok(None);
+    };
+    let width = match bias.shape() {
+        [w] if (1..=MAX_WIDTH).contains(w) => *w,
+        other => {
+            return Err(WeightsError::Tensor(format!(
+                "post.0.bias has shape {other:?}, expected [width] with width 1..={MAX_WIDTH}"
+            )))
+        }
+    };
+    for (name, shape) in post_filter_tensors(width) {
+        float_tensor(st, name, &shape)?;
+    }
+    Ok(Some(width))
+}
+
+/// Checks that the file has every synthesis tensor (and the post-filter's, if any), with its
+/// shape and a float type; returns whether the synthesis uses inverse GDN (`dec_gdn.*`
+/// present; else ReLU).
 fn check_synthesis(st: &SafeTensors) -> Result<bool, WeightsError> {
     let igdn = st.names().contains(&"dec_gdn.0.beta");
     for i in 0..SYNTHESIS.len() {
@@ -192,6 +226,7 @@ fn check_synthesis(st: &SafeTensors) -> Result<bool, WeightsError> {
             float_tensor(st, &name, &shape)?;
         }
     }
+    check_post_filter(st)?;
     Ok(igdn)
 }
 
@@ -214,7 +249,19 @@ fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
             Stage::new(cin, cout, w, b, gdn, last).map_err(WeightsError::Tensor)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Synthesizer::new(stages))
+    let synthesizer = Synthesizer::new(stages);
+    let Some(width) = check_post_filter(st)? else {
+        return Ok(synthesizer);
+    };
+    let mut t = post_filter_tensors(width)
+        .into_iter()
+        .map(|(name, shape)| read_f32(st, name, &shape));
+    let mut layer = || -> Result<(Vec<f32>, Vec<f32>), WeightsError> {
+        Ok((t.next().unwrap()?, t.next().unwrap()?))
+    };
+    let post =
+        PostFilter::new(width, layer()?, layer()?, layer()?).map_err(WeightsError::Tensor)?;
+    Ok(synthesizer.with_post_filter(post))
 }
 
 /// The encoder's analysis from the `enc.*` and `enc_gdn.*` tensors.

@@ -11,6 +11,7 @@ pub mod anchor;
 pub mod data;
 pub mod export;
 pub mod pca_init;
+pub mod postfilter;
 pub mod rnn;
 pub mod widen;
 

@@ -107,6 +107,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fit a full-resolution post-filter on pictures the embedded cw codec decoded.
+    Postfilter {
+        /// Training images.
+        #[arg(long)]
+        data: PathBuf,
+        /// The cw weights whose decoded pictures the filter learns from.
+        #[arg(long, default_value = "weights/cw.safetensors")]
+        weights: PathBuf,
+        /// Folder for the log, the filter (resumed when present) and the weights with it
+        /// (`weights.safetensors`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Hidden channels.
+        #[arg(long, default_value_t = 16)]
+        width: usize,
+        /// Wall-clock budget, in minutes.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -178,6 +200,15 @@ fn run(cli: Cli) -> Result<(), String> {
             m => return Err(format!("unknown model {m}: cw or rnn")),
         }
         .map_err(|e| e.to_string()),
+        Command::Postfilter {
+            data,
+            weights,
+            out,
+            width,
+            minutes,
+            lr,
+        } => lic_train::postfilter::fit(&data, &weights, &out, width, minutes, lr)
+            .map_err(|e| e.to_string()),
     }
 }
 
