@@ -463,6 +463,72 @@ fn reconstruction_shrink_moves_pixels_not_symbols() {
     assert!(msg.contains("reconstruction shrink"), "{msg}");
 }
 
+#[test]
+fn the_post_filter_raises_psnr_and_leaves_the_symbols() {
+    // The shipped weights carry a post-filter (spec §5 step 4); the same decoded latents
+    // synthesized with and without it, against the original.
+    let with = lic::CwWeights::embedded().unwrap();
+    assert!(with.synthesizer().unwrap().post_filter().is_some());
+    let without =
+        lic::CwWeights::from_bytes(&shipped_weights_without(&|n| n.starts_with("post."))).unwrap();
+    for (name, q) in [("kodim05.png", 0.3), ("kodim21.png", 0.7)] {
+        let img = kodak_crop(name, 64, 32, 320, 240);
+        let file = codec().encode(&img, q).unwrap();
+        let parsed = lic::container::Container::parse(&file).unwrap();
+        let lat = lic::codec::read_latents(&parsed, &with).unwrap();
+        let q16 = parsed.header.quality;
+        let picture = |weights: &lic::CwWeights| {
+            let mut rgb = Vec::new();
+            lic::codec::cw::synthesize(weights, &lat, q16, |y, row| {
+                if y < 240 {
+                    rgb.extend_from_slice(&row[..320 * 3]);
+                }
+            })
+            .unwrap();
+            rgb
+        };
+        let (a, b) = (picture(&with), picture(&without));
+        let (pa, pb) = (
+            lic::metrics::psnr(&img.data, &a),
+            lic::metrics::psnr(&img.data, &b),
+        );
+        assert!(
+            pa > pb + 0.05,
+            "{name} q {q}: {pa:.3} dB with, {pb:.3} without"
+        );
+        // What the decoder gives is the filtered picture.
+        assert_eq!(codec().decode(&file).unwrap().data, a);
+    }
+    // A post-filter wider than the format allows, or with a tensor missing, is refused when
+    // the weights load.
+    let wide = shipped_weights_edited(&|n| !n.starts_with("post."), &|t| {
+        let f16 = |n: usize| vec![0u8; 2 * n];
+        let w = 33;
+        for (name, shape) in [
+            ("post.0.weight", vec![w, 4, 3, 3]),
+            ("post.0.bias", vec![w]),
+            ("post.1.weight", vec![w, w, 1, 1]),
+            ("post.1.bias", vec![w]),
+            ("post.2.weight", vec![3, w, 3, 3]),
+            ("post.2.bias", vec![3]),
+        ] {
+            let n = shape.iter().product();
+            t.insert(name.into(), (safetensors::Dtype::F16, shape, f16(n)));
+        }
+    });
+    let msg = Codec::from_weights_bytes(&wide)
+        .err()
+        .expect("width 33 accepted")
+        .to_string();
+    assert!(msg.contains("post.0.bias"), "{msg}");
+    let partial = shipped_weights_without(&|n| n == "post.1.weight");
+    let msg = Codec::from_weights_bytes(&partial)
+        .err()
+        .expect("a post-filter without post.1.weight accepted")
+        .to_string();
+    assert!(msg.contains("post.1.weight"), "{msg}");
+}
+
 fn i32_le(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

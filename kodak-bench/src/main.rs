@@ -60,6 +60,9 @@ struct Args {
     /// Skip WebP.
     #[arg(long)]
     no_webp: bool,
+    /// Skip lic's rnn model (its 12 layer counts take most of a full run).
+    #[arg(long)]
+    no_rnn: bool,
     /// Fit lic's `-q` scale on the photographs in DIR (not the test set): writes
     /// calibration.md with the table and the rate codes for `lic::rate::CW_RATE_KNOTS`.
     #[arg(long, requires = "dir")]
@@ -320,6 +323,8 @@ fn run(args: Args) -> Result<ExitCode, String> {
     }
     if args.quick {
         skipped.push("lic rnn: not in the quick run (12 layer counts, slow encoder).".into());
+    } else if args.no_rnn {
+        skipped.push("lic rnn: skipped by --no-rnn.".into());
     } else {
         match (LicRnn::new(false), LicRnn::new(true)) {
             (Ok(rnn), Ok(prefix)) => {
