@@ -100,11 +100,6 @@ impl PostFilter {
         })
     }
 
-    /// Hidden channels.
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
     /// Multiply-accumulates per pixel.
     pub fn macs_per_pixel(&self) -> f64 {
         (self.width * (IN * 9 + self.width + 3 * 9)) as f64
@@ -186,6 +181,15 @@ fn rows_of(bias: &[f32], w: usize) -> Vec<f32> {
     v
 }
 
+/// Row `y` of an `h`-row grid from the rows `first..` held in `rows`; `None` outside the grid
+/// (the zero padding).
+fn row_at(rows: &VecDeque<Vec<f32>>, first: usize, y: isize, h: usize) -> Option<&[f32]> {
+    if y < 0 || y as usize >= h {
+        return None;
+    }
+    rows.get(y as usize - first).map(Vec::as_slice)
+}
+
 /// Streams the RGB8 rows of an `h`-row, `w`-wide grid through a [`PostFilter`]: rows go in
 /// with [`push`](Self::push) in order, filtered rows come out in order (two rows behind,
 /// the rest at [`finish`](Self::finish)).
@@ -249,14 +253,7 @@ impl<'a> PostRows<'a> {
         // Hidden row j reads input rows j − 1 ..= j + 1.
         let hid_end = if all { h } else { received.saturating_sub(1) };
         let hid_start = self.hid_first + self.hidden.len();
-        let input = |y: isize| -> Option<&[f32]> {
-            if y < 0 || y as usize >= h {
-                return None;
-            }
-            self.input
-                .get(y as usize - self.in_first)
-                .map(Vec::as_slice)
-        };
+        let input = |y: isize| row_at(&self.input, self.in_first, y, h);
         let new: Vec<Vec<f32>> = (hid_start..hid_end)
             .into_par_iter()
             .map(|j| {
@@ -268,14 +265,7 @@ impl<'a> PostRows<'a> {
         self.hidden.extend(new);
         // Output row y reads hidden rows y − 1 ..= y + 1 and input row y.
         let out_end = if all { h } else { hid_end.saturating_sub(1) }.max(self.next);
-        let hidden = |y: isize| -> Option<&[f32]> {
-            if y < 0 || y as usize >= h {
-                return None;
-            }
-            self.hidden
-                .get(y as usize - self.hid_first)
-                .map(Vec::as_slice)
-        };
+        let hidden = |y: isize| row_at(&self.hidden, self.hid_first, y, h);
         let rows: Vec<Vec<u8>> = (self.next..out_end)
             .into_par_iter()
             .map(|y| {

@@ -218,22 +218,21 @@ fn check_post_filter(st: &SafeTensors) -> Result<Option<usize>, WeightsError> {
 
 /// Checks that the file has every synthesis tensor (and the post-filter's, if any), with its
 /// shape and a float type; returns whether the synthesis uses inverse GDN (`dec_gdn.*`
-/// present; else ReLU).
-fn check_synthesis(st: &SafeTensors) -> Result<bool, WeightsError> {
+/// present; else ReLU) and the post-filter's width if it has one.
+fn check_synthesis(st: &SafeTensors) -> Result<(bool, Option<usize>), WeightsError> {
     let igdn = st.names().contains(&"dec_gdn.0.beta");
     for i in 0..SYNTHESIS.len() {
         for (name, shape) in synthesis_tensors(i, igdn) {
             float_tensor(st, &name, &shape)?;
         }
     }
-    check_post_filter(st)?;
-    Ok(igdn)
+    Ok((igdn, check_post_filter(st)?))
 }
 
 /// The decoder's synthesis from the `dec.*` (and `dec_gdn.*`) tensors. One stage at a time:
 /// a stage's f32 weights live only until its Winograd form is made.
 fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
-    let igdn = check_synthesis(st)?;
+    let (igdn, post_width) = check_synthesis(st)?;
     let stages = (0..SYNTHESIS.len())
         .map(|i| {
             let (cin, cout) = SYNTHESIS[i];
@@ -250,7 +249,7 @@ fn read_synthesizer(st: &SafeTensors) -> Result<Synthesizer, WeightsError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let synthesizer = Synthesizer::new(stages);
-    let Some(width) = check_post_filter(st)? else {
+    let Some(width) = post_width else {
         return Ok(synthesizer);
     };
     let mut t = post_filter_tensors(width)

@@ -107,7 +107,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Fit a full-resolution post-filter on pictures the embedded cw codec decoded.
+    /// Fit a full-resolution post-filter on pictures a cw weights file decoded.
     Postfilter {
         /// Training images.
         #[arg(long)]

@@ -205,10 +205,9 @@ pub fn fit(
         t0.elapsed().as_secs_f64()
     )?;
     let dev = Device::Cpu;
-    let vm = VarMap::new();
+    let mut vm = VarMap::new();
     let filter = PostFilter::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), width)?;
     let resume = out.join("postfilter.safetensors");
-    let mut vm = vm;
     if resume.exists() {
         vm.load(&resume)?;
         writeln!(log, "# resumed from {}", resume.display())?;
