@@ -9,6 +9,7 @@
 
 pub mod anchor;
 pub mod data;
+pub mod decoder;
 pub mod export;
 pub mod pca_init;
 pub mod postfilter;

@@ -129,6 +129,32 @@ enum Command {
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
     },
+    /// Fine-tune the decoder (synthesis and post-filter) of a cw weights file on the latents
+    /// its encoder writes; the encoder and the entropy model stay as they are.
+    Decoder {
+        /// Training images.
+        #[arg(long)]
+        data: PathBuf,
+        /// The cw weights (with a post-filter) whose decoder is fitted.
+        #[arg(long, default_value = "weights/cw.safetensors")]
+        weights: PathBuf,
+        /// Folder for the log, the checkpoint (resumed when present) and the best weights
+        /// (`weights.safetensors`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Wall-clock budget, in minutes.
+        #[arg(long, default_value_t = 60.0)]
+        minutes: f64,
+        /// Learning rate after a 100-step warm-up.
+        #[arg(long, default_value_t = 3e-5)]
+        lr: f64,
+        /// Crops per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Crop side in latent positions (16 pixels each; the loss skips the outer one).
+        #[arg(long, default_value_t = 10)]
+        crop: usize,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -209,6 +235,29 @@ fn run(cli: Cli) -> Result<(), String> {
             lr,
         } => lic_train::postfilter::fit(&data, &weights, &out, width, minutes, lr)
             .map_err(|e| e.to_string()),
+        Command::Decoder {
+            data,
+            weights,
+            out,
+            minutes,
+            lr,
+            batch,
+            crop,
+        } => {
+            if crop < 3 {
+                return Err("--crop must be at least 3".into());
+            }
+            lic_train::decoder::fit(&lic_train::decoder::DecoderConfig {
+                data: &data,
+                base: &weights,
+                out: &out,
+                minutes,
+                lr,
+                batch,
+                crop,
+            })
+            .map_err(|e| e.to_string())
+        }
     }
 }
 
