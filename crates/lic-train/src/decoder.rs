@@ -312,7 +312,12 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
     let save = |vm: &VarMap, best: bool| -> Result<(), Box<dyn std::error::Error>> {
         vm.save(&resume)?;
         if best {
-            write_weights(&base_bytes, vm, &out.join("weights.safetensors"))?;
+            export::replace_tensors(
+                &base_bytes,
+                vm,
+                is_decoder,
+                &out.join("weights.safetensors"),
+            )?;
         }
         Ok(())
     };
@@ -396,24 +401,6 @@ fn base_post_width(bytes: &[u8]) -> Result<usize, Box<dyn std::error::Error>> {
     let st = safetensors::SafeTensors::deserialize(bytes)?;
     let t = st.tensor("post.0.weight")?;
     Ok(t.shape()[0])
-}
-
-/// Writes `base` with its decoder tensors replaced by those of `vm` (as f16).
-fn write_weights(base: &[u8], vm: &VarMap, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let st = safetensors::SafeTensors::deserialize(base)?;
-    let mut bufs = export::Tensors::new();
-    for (name, view) in st.tensors() {
-        bufs.insert(
-            name,
-            (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
-        );
-    }
-    bufs.extend(
-        export::f16_tensors(vm)?
-            .into_iter()
-            .filter(|(n, _)| is_decoder(n)),
-    );
-    export::write_safetensors(&bufs, out)
 }
 
 #[cfg(test)]

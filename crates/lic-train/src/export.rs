@@ -317,6 +317,29 @@ pub fn f16_tensors(vm: &VarMap) -> candle_core::Result<Tensors> {
     Ok(bufs)
 }
 
+/// Writes the weights file `base` with the tensors whose names `which` picks taken from `vm`
+/// (as f16) instead: those `base` has are replaced, those it lacks added (a post-filter
+/// fitted to a file, a decoder fine-tuned on its latents).
+pub fn replace_tensors(
+    base: &[u8],
+    vm: &VarMap,
+    which: impl Fn(&str) -> bool,
+    out: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let st = safetensors::SafeTensors::deserialize(base)?;
+    let mut bufs = Tensors::new();
+    for (name, view) in st.tensors() {
+        if !which(&name) {
+            bufs.insert(
+                name,
+                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
+            );
+        }
+    }
+    bufs.extend(f16_tensors(vm)?.into_iter().filter(|(n, _)| which(n)));
+    write_safetensors(&bufs, out)
+}
+
 /// Writes `bufs` as a safetensors file.
 pub fn write_safetensors(bufs: &Tensors, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out, safetensors_bytes(bufs)?)?;
@@ -330,4 +353,64 @@ pub fn safetensors_bytes(bufs: &Tensors) -> Result<Vec<u8>, safetensors::SafeTen
         .map(|(n, (d, s, b))| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     safetensors::serialize(views, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_tensors_swaps_the_picked_tensors_and_keeps_the_rest() {
+        let dev = Device::Cpu;
+        let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut base = Tensors::new();
+        base.insert(
+            "enc.w".into(),
+            (Dtype::F32, vec![2], f32_bytes(&[1.5, -2.0])),
+        );
+        base.insert(
+            "post.w".into(),
+            (Dtype::F32, vec![2], f32_bytes(&[9.0, 9.0])),
+        );
+        let base = safetensors_bytes(&base).unwrap();
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+        let post = vb
+            .get_with_hints(2, "post.w", candle_nn::Init::Const(0.25))
+            .unwrap();
+        let added = vb
+            .get_with_hints(1, "post.b", candle_nn::Init::Const(-0.5))
+            .unwrap();
+        let other = vb
+            .get_with_hints(1, "dec.w", candle_nn::Init::Const(3.0))
+            .unwrap();
+        assert_eq!(
+            (post.dims(), added.dims(), other.dims()),
+            (&[2][..], &[1][..], &[1][..])
+        );
+        let out = std::env::temp_dir().join(format!("replace-{}.safetensors", std::process::id()));
+        replace_tensors(&base, &vm, |n| n.starts_with("post."), &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).ok();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        // dec.w is in vm but not picked: not written.
+        assert_eq!(names, ["enc.w", "post.b", "post.w"]);
+        let enc = st.tensor("enc.w").unwrap();
+        assert_eq!(
+            (enc.dtype(), enc.data()),
+            (Dtype::F32, &f32_bytes(&[1.5, -2.0])[..])
+        );
+        let f16 = |name: &str| -> Vec<f32> {
+            let t = st.tensor(name).unwrap();
+            assert_eq!(t.dtype(), Dtype::F16);
+            t.data()
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        };
+        assert_eq!(f16("post.w"), [0.25, 0.25]);
+        assert_eq!(f16("post.b"), [-0.5]);
+    }
 }

@@ -221,7 +221,12 @@ pub fn fit(
     }
     let save = |vm: &VarMap| -> Result<(), Box<dyn std::error::Error>> {
         vm.save(&resume)?;
-        attach(&base_bytes, vm, &out.join("weights.safetensors"))
+        export::replace_tensors(
+            &base_bytes,
+            vm,
+            |n| n.starts_with("post."),
+            &out.join("weights.safetensors"),
+        )
     };
     let validate = |log: &mut std::fs::File, step: usize| -> candle_core::Result<()> {
         let mut gains = vec![0.0; VAL_Q.len()];
@@ -293,20 +298,4 @@ pub fn fit(
     }
     validate(&mut log, step)?;
     save(&vm)
-}
-
-/// Writes the weights file `base` with the post-filter of `vm` (as f16) added.
-pub fn attach(base: &[u8], vm: &VarMap, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let st = safetensors::SafeTensors::deserialize(base)?;
-    let mut bufs = export::Tensors::new();
-    for (name, view) in st.tensors() {
-        if !name.starts_with("post.") {
-            bufs.insert(
-                name,
-                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
-            );
-        }
-    }
-    bufs.extend(export::f16_tensors(vm)?);
-    export::write_safetensors(&bufs, out)
 }
