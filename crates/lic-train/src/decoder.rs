@@ -5,7 +5,7 @@
 //! after the encoder's rate-distortion rounding, and the decoder's output is rounded to 8 bits
 //! before the post-filter. Here the encoder, the entropy model and the symbols stay fixed:
 //! every training image is coded once at two random `-q`, its decoded latents kept, and the
-//! synthesis and post-filter are fitted by MSE to the originals. Files coded before decode
+//! synthesis and post-filter are fitted to the originals (the mean of each crop's ln MSE). Files coded before decode
 //! the same symbols; only the pictures change.
 
 use std::io::Write;
@@ -17,10 +17,11 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::{Rng, SeedableRng};
 
-use super::data::{Dataset, Picture};
+use super::data::{Dataset, Picture, SampleWeight};
 use super::export;
 use super::postfilter::PostFilter;
 use lic::container::Container;
+use lic::metrics::psnr;
 use lic::model::cw::{CwModel, M, STRIDE};
 use lic::{Codec, CwWeights};
 
@@ -38,12 +39,16 @@ struct Coded {
     q16: u16,
     /// PSNR of what the real decoder made of it (8-bit output, whole picture).
     psnr: f64,
-    /// Relative sampling weight: grey pictures and the USC-SIPI textures and aerials a
-    /// quarter each, as the transform's trainer draws them.
+    /// Relative sampling weight ([`SAMPLE_WEIGHTS`]).
     share: f64,
 }
 
-fn code(codec: &Codec, weights: &CwWeights, p: &Picture, q: f32) -> Result<Coded, lic::Error> {
+fn code(
+    codec: &Codec,
+    weights: &CwWeights,
+    (p, share): (&Picture, f64),
+    q: f32,
+) -> Result<Coded, lic::Error> {
     let img = lic::Image {
         width: p.width as u32,
         height: p.height as u32,
@@ -64,18 +69,9 @@ fn code(codec: &Codec, weights: &CwWeights, p: &Picture, q: f32) -> Result<Coded
         lw,
         values: lat.values.saturated().to_vec(),
         q16,
-        psnr: psnr_u8(&dec.data, &p.rgb),
-        share: share(p),
+        psnr: psnr(&dec.data, &p.rgb),
+        share,
     })
-}
-
-fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
-    let se: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    10.0 * (255.0f64 * 255.0 * a.len() as f64 / se.max(1e-10)).log10()
 }
 
 /// The latents of `c` inside the latent rectangle at `(i0, j0)`, `l_h`×`l_w`, de-gained, and
@@ -209,7 +205,11 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
     if weights.synthesizer()?.post_filter().is_none() {
         return Err(format!("{} has no post-filter (post.*)", cfg.base.display()).into());
     }
-    let ds = Dataset::load(cfg.data, cfg.crop * STRIDE, &[])?;
+    let rules = SAMPLE_WEIGHTS.map(|(key, weight)| SampleWeight {
+        key: key.into(),
+        weight,
+    });
+    let ds = Dataset::load(cfg.data, cfg.crop * STRIDE, &rules)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     const VAL_Q: [f32; 5] = [0.1, 0.3, 0.5, 0.7, 0.9];
     let t0 = Instant::now();
@@ -223,15 +223,20 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             let mut train = Vec::new();
-            for p in &ds.train {
+            for (p, &share) in ds.train.iter().zip(&ds.sampling_shares()) {
                 for _ in 0..2 {
-                    train.push(code(&codec, &weights, p, rng.gen_range(0.0..=1.0))?);
+                    train.push(code(
+                        &codec,
+                        &weights,
+                        (p, share),
+                        rng.gen_range(0.0..=1.0),
+                    )?);
                 }
             }
             let mut val = Vec::new();
             for p in &ds.val {
                 for q in VAL_Q {
-                    val.push(code(&codec, &weights, p, q)?);
+                    val.push(code(&codec, &weights, (p, 1.0), q)?);
                 }
             }
             std::fs::write(&cache, write_coded(&train, &val))?;
@@ -264,13 +269,13 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         super::load_into(&mut vm, cfg.base)?;
     }
-    let trained: Vec<(String, Var)> = vm
+    let trained: Vec<Var> = vm
         .data()
         .lock()
         .unwrap()
         .iter()
         .filter(|(n, _)| is_decoder(n))
-        .map(|(n, v)| (n.clone(), v.clone()))
+        .map(|(_, v)| v.clone())
         .collect();
 
     let gains_of = |q16: u16| weights.gains(q16);
@@ -295,7 +300,7 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
                 .flatten_all()?
                 .to_vec1()?;
             let y: Vec<u8> = y.iter().map(|&v| v as u8).collect();
-            gains[k % VAL_Q.len()] += psnr_u8(&y, &c.orig) - c.psnr;
+            gains[k % VAL_Q.len()] += psnr(&y, &c.orig) - c.psnr;
         }
         let n = (val.len() / VAL_Q.len()) as f64;
         let line: Vec<String> = gains.iter().map(|g| format!("{:+.3}", g / n)).collect();
@@ -322,9 +327,8 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     };
     let mut best = validate(&mut log, 0)?;
-    let vars: Vec<Var> = trained.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = AdamW::new(
-        vars,
+        trained,
         ParamsAdamW {
             lr: cfg.lr,
             weight_decay: 0.0,
@@ -381,15 +385,9 @@ pub fn fit(cfg: &DecoderConfig) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// See [`Coded::share`].
-fn share(p: &Picture) -> f64 {
-    let sipi = p
-        .path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("sipi"));
-    let grey = if p.is_grey() { 0.25 } else { 1.0 };
-    grey * if sipi { 0.25 } else { 1.0 }
-}
+/// How often each training image is drawn: grey pictures and the USC-SIPI textures and
+/// aerials a quarter each, the transform trainer's `--sample-weight` recipe.
+const SAMPLE_WEIGHTS: [(&str, f64); 2] = [("grey", 0.25), ("sipi", 0.25)];
 
 /// The tensors this fit changes: the synthesis and the post-filter.
 fn is_decoder(name: &str) -> bool {
