@@ -21,9 +21,9 @@ pub struct Conv {
 }
 
 impl Conv {
-    /// The same layer with its weights detached from any `Var`: it computes what the trained
-    /// layer does without recording a graph (as when loaded for coding).
-    pub fn detached(&self) -> Self {
+    /// The same layer with its weights detached from any `Var` (as loaded for coding).
+    #[cfg(test)]
+    pub(crate) fn detached(&self) -> Self {
         Self {
             w: self.w.detach(),
             b: self.b.detach(),

@@ -234,79 +234,30 @@ impl RnnModel {
         Ok(())
     }
 
-    /// The same model with every weight detached from its `Var`: it codes exactly as this
-    /// one does without recording a graph, so the GRU gates take the fused path.
-    pub fn detached(&self) -> Self {
-        let cells = |v: &[ConvGru]| {
-            v.iter()
-                .map(|c| ConvGru {
-                    wx: c.wx.detached(),
-                    wh: c.wh.detached(),
-                    hidden: c.hidden,
-                })
-                .collect()
-        };
-        Self {
-            e0: self.e0.detached(),
-            enc: cells(&self.enc),
-            bin: self.bin.detached(),
-            dec: cells(&self.dec),
-            out: self.out.detached(),
-            device: self.device.clone(),
-        }
-    }
-
     /// Training forward pass over `iters` iterations on `x` in [0, 1]: bits are drawn
     /// stochastically (+1 with probability (1 + y)/2) with a straight-through gradient.
     /// Returns the mean over iterations of the mean absolute residual, and the MSE (in
     /// [0, 1] pixel units) after each iteration.
     pub fn train_forward(&self, x: &Tensor, iters: usize) -> Result<(Tensor, Vec<Tensor>)> {
-        self.train_forward_window(x, 0, iters)
-    }
-
-    /// Truncated back-propagation: iterations `0..skip` run without a graph (on
-    /// [`Self::detached`] weights, in the inference kernels), then `iters` more are unrolled
-    /// with gradients from the states they left, as [`Self::train_forward`] does from the
-    /// start. The loss and MSEs cover the `iters` unrolled iterations only. A step costs
-    /// about `skip + 3·iters` forward iterations instead of `3·(skip + iters)`.
-    pub fn train_forward_window(
-        &self,
-        x: &Tensor,
-        skip: usize,
-        iters: usize,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
         let (b, _, h, w) = x.dims4()?;
         let target = ((x * 2.0)? - 1.0)?;
         let mut es = self.encoder_state(b, h, w)?;
         let mut ds = self.decoder_state(b, h, w)?;
         let mut residual = target.clone();
-        if skip > 0 {
-            let frozen = self.detached();
-            for _ in 0..skip {
-                let y = frozen.encode_step(&residual, &mut es)?;
-                frozen.decode_step(&self.stochastic_bits(&y)?, &mut ds)?;
-                residual = (&target - &ds.x_hat)?;
-            }
-        }
         let mut loss = Tensor::zeros((), DType::F32, &self.device)?;
         let mut mses = Vec::with_capacity(iters);
         for _ in 0..iters {
             let y = self.encode_step(&residual, &mut es)?;
-            let hard = self.stochastic_bits(&y)?;
+            let p = ((&y + 1.0)? * 0.5)?;
+            let u = Tensor::rand(0f32, 1f32, y.shape(), &self.device)?;
+            let hard = ((u.lt(&p)?.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
             let bits = (&y + (hard - &y)?.detach())?;
             self.decode_step(&bits, &mut ds)?;
             residual = (&target - &ds.x_hat)?;
             loss = (loss + residual.abs()?.mean_all()?)?;
             mses.push((residual.sqr()?.mean_all()? * 0.25)?);
         }
-        Ok(((loss / iters.max(1) as f64)?, mses))
-    }
-
-    /// Training's binarizer: ±1, +1 with probability (1 + y)/2 (no gradient).
-    fn stochastic_bits(&self, y: &Tensor) -> Result<Tensor> {
-        let p = ((y + 1.0)? * 0.5)?;
-        let u = Tensor::rand(0f32, 1f32, y.shape(), &self.device)?;
-        (u.lt(&p)?.to_dtype(DType::F32)? * 2.0)? - 1.0
+        Ok(((loss / iters as f64)?, mses))
     }
 }
 
@@ -364,49 +315,5 @@ mod tests {
         assert!(ops.track_op() && !fused.track_op());
         let d = (ops - fused).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
-    }
-
-    #[test]
-    fn detached_model_codes_as_the_trained_one() {
-        // Truncated back-propagation runs its first iterations on the detached model; they
-        // must leave the states and reconstruction the live model would.
-        let dev = Device::Cpu;
-        let vm = candle_nn::VarMap::new();
-        let live = RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let frozen = live.detached();
-        let x = Tensor::rand(-1f32, 1.0, (2, 3, 32, 48), &dev).unwrap();
-        let (mut el, mut ef) = (
-            live.encoder_state(2, 32, 48).unwrap(),
-            frozen.encoder_state(2, 32, 48).unwrap(),
-        );
-        let (mut dl, mut df) = (
-            live.decoder_state(2, 32, 48).unwrap(),
-            frozen.decoder_state(2, 32, 48).unwrap(),
-        );
-        let (mut rl, mut rf) = (x.clone(), x.clone());
-        for _ in 0..3 {
-            let (yl, yf) = (
-                live.encode_step(&rl, &mut el).unwrap(),
-                frozen.encode_step(&rf, &mut ef).unwrap(),
-            );
-            assert!(yl.track_op(), "live");
-            assert!(!yf.track_op(), "frozen");
-            let d = (&yl - &yf).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
-            // Both decoders get the same bits (the live model's signs, without a graph).
-            let bits = yl.detach().ge(0f32).unwrap().to_dtype(DType::F32).unwrap();
-            let bits = ((bits * 2.0).unwrap() - 1.0).unwrap();
-            live.decode_step(&bits, &mut dl).unwrap();
-            frozen.decode_step(&bits, &mut df).unwrap();
-            let d = (&dl.x_hat - &df.x_hat)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap();
-            assert!(d.to_scalar::<f32>().unwrap() < 1e-4);
-            rl = (&x - &dl.x_hat).unwrap();
-            rf = (&x - &df.x_hat).unwrap();
-        }
     }
 }

@@ -70,9 +70,6 @@ pub struct TrainConfig {
     pub ema: f64,
     /// Relative sampling weights of groups of training images (none: every image alike).
     pub sample_weights: Vec<data::SampleWeight>,
-    /// rnn: back-propagate through this many iterations at a random depth, the earlier
-    /// ones run without a graph (truncated back-propagation; 0 = unroll all of them).
-    pub bptt: usize,
 }
 
 /// Sets GDN Γ to 0.1·I in a fresh model (the parameter is squared: √0.1 on the diagonal).

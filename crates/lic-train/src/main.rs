@@ -91,10 +91,6 @@ enum Command {
         /// OUT/ckpt.safetensors whenever validation improves).
         #[arg(long)]
         anchor_context: bool,
-        /// rnn: back-propagate through K consecutive iterations at a random depth, the
-        /// earlier ones run without gradients (truncated back-propagation; 0 = all).
-        #[arg(long, value_name = "K", default_value_t = 0)]
-        bptt: usize,
     },
     /// Turn a training checkpoint into a shipped weights file.
     Export {
@@ -184,7 +180,6 @@ fn run(cli: Cli) -> Result<(), String> {
             ema,
             sample_weight,
             anchor_context,
-            bptt,
         } => {
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
@@ -211,7 +206,6 @@ fn run(cli: Cli) -> Result<(), String> {
                 pca_init,
                 ema,
                 sample_weights: sample_weight,
-                bptt,
             };
             match model.as_str() {
                 "cw" if anchor_context => lic_train::anchor::train(&cfg),

@@ -2,12 +2,6 @@
 //! for), every step unrolled over all [`MAX_ITERS`] iterations, loss = mean over iterations
 //! of the mean absolute residual (Toderici et al.), Adam, the same adaptive gradient clipping
 //! and checkpointing as cw.
-//!
-//! With `bptt` = K > 0 a step instead unrolls K consecutive iterations starting at a depth
-//! drawn uniformly from `0..=MAX_ITERS − K`, the iterations before them run without a graph
-//! ([`RnnModel::train_forward_window`]): each iteration is trained from the states the model
-//! really reaches there, at a fraction of the cost of a full unroll (backward is about twice
-//! a forward pass, and the graph-free iterations use the fused inference kernels).
 
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use super::data::{self, Dataset};
 use super::export;
@@ -59,14 +53,7 @@ fn validation_line(model: &RnnModel, ds: &Dataset) -> candle_core::Result<String
 
 /// Runs rnn training until `steps` or `minutes` is reached, checkpointing on the way.
 pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
-    if cfg.bptt > MAX_ITERS {
-        return Err(format!("bptt {} is more than the {MAX_ITERS} iterations", cfg.bptt).into());
-    }
-    let unroll = match cfg.bptt {
-        0 => format!("{MAX_ITERS} iterations"),
-        k => format!("{MAX_ITERS} iterations, back-propagation through {k} at a random depth"),
-    };
-    let (dev, mut log, ds) = open_run(cfg, &format!("rnn, {unroll}: "))?;
+    let (dev, mut log, ds) = open_run(cfg, &format!("rnn, {MAX_ITERS} iterations: "))?;
     let mut vm = VarMap::new();
     let model = RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
     let resume = cfg.out.join("ckpt.safetensors");
@@ -101,10 +88,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     let (mut acc_loss, mut acc_first, mut acc_last, mut acc_n) = (0.0, 0.0, 0.0, 0usize);
     while step < cfg.steps && start.elapsed().as_secs_f64() < cfg.minutes * 60.0 {
         let x = ds.batch(&mut rng, cfg.batch, cfg.patch, &dev)?;
-        let (loss, mses) = match cfg.bptt {
-            0 => model.train_forward(&x, MAX_ITERS)?,
-            k => model.train_forward_window(&x, rng.gen_range(0..=MAX_ITERS - k), k)?,
-        };
+        let (loss, mses) = model.train_forward(&x, MAX_ITERS)?;
         let mut grads = loss.backward()?;
         clip.apply(&mut grads, &vars)?;
         opt.set_learning_rate(cfg.lr * restart_ramp(step - first_step));
@@ -115,7 +99,7 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
         };
         acc_loss += loss.to_scalar::<f32>()? as f64;
         acc_first += psnr(&mses[0])?;
-        acc_last += psnr(&mses[mses.len() - 1])?;
+        acc_last += psnr(&mses[MAX_ITERS - 1])?;
         acc_n += 1;
         if step % cfg.log_every == 0 {
             let n = acc_n as f64;
@@ -216,68 +200,4 @@ pub fn weights_bytes(vm: &VarMap, p_one: &[u16]) -> Result<Vec<u8>, Box<dyn std:
         ),
     );
     Ok(export::safetensors_bytes(&bufs)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// PSNR (dB, [0, 1] pixels) after each of `iters` iterations with the inference
-    /// binarizer (sign), as the decoder sees it.
-    fn psnr_by_iteration(model: &RnnModel, x: &Tensor, iters: usize) -> Vec<f64> {
-        let (b, _, h, w) = x.dims4().unwrap();
-        let target = ((x * 2.0).unwrap() - 1.0).unwrap();
-        let mut es = model.encoder_state(b, h, w).unwrap();
-        let mut st = model.decoder_state(b, h, w).unwrap();
-        let mut residual = target.clone();
-        (0..iters)
-            .map(|_| {
-                let y = model.encode_step(&residual, &mut es).unwrap().detach();
-                let bits = ((y.ge(0f32).unwrap().to_dtype(DType::F32).unwrap() * 2.0).unwrap()
-                    - 1.0)
-                    .unwrap();
-                model.decode_step(&bits, &mut st).unwrap();
-                residual = (&target - &st.x_hat).unwrap();
-                let mse = (residual.sqr().unwrap().mean_all().unwrap() * 0.25)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap() as f64;
-                10.0 * (1.0 / mse).log10()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn truncated_back_propagation_trains_the_iterations_it_unrolls() {
-        // A fresh model on one smooth 32×32 picture: steps that unroll iterations 3 and 4
-        // from the graph-free states of iterations 0–2 must improve what the decoder shows
-        // after iteration 4.
-        let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let model = RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &dev)).unwrap();
-        let ramp: Vec<f32> = (0..3 * 32 * 32)
-            .map(|i| {
-                let (c, y, x) = (i / 1024, (i / 32) % 32, i % 32);
-                (0.2 + 0.02 * x as f32 + 0.01 * y as f32 - 0.1 * c as f32).clamp(0.0, 1.0)
-            })
-            .collect();
-        let x = Tensor::from_vec(ramp, (1, 3, 32, 32), &dev).unwrap();
-        let before = psnr_by_iteration(&model, &x, 5)[4];
-        let mut opt = AdamW::new(
-            vm.all_vars(),
-            ParamsAdamW {
-                lr: 1e-3,
-                weight_decay: 0.0,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        for _ in 0..60 {
-            let (loss, mses) = model.train_forward_window(&x, 3, 2).unwrap();
-            assert_eq!(mses.len(), 2);
-            opt.backward_step(&loss).unwrap();
-        }
-        let after = psnr_by_iteration(&model, &x, 5)[4];
-        assert!(after > before + 3.0, "{before:.2} dB → {after:.2} dB");
-    }
 }
