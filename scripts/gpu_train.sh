@@ -1,34 +1,82 @@
 #!/usr/bin/env bash
-# Trains cw on a lent GPU machine (no Rust toolchain there) for a fixed wall-clock budget.
+# One prepared run on a lent GPU machine (no Rust toolchain there): cw and rnn trained side
+# by side on the one GPU for MINUTES of wall clock (both together kept an H200 98 % busy),
+# then their checkpoints packed into $OUT as pieces of at most 15 MB (what comes back from
+# that machine is at most 8 files of 16 MiB).
 #
-# Prepare here:
-#   1. the CUDA binary: see shared notes (CUDA 13.0 from PyPI, link stubs), then
+# Prepare here, in gpu-data/ (ignored by git; the run carries it, 64 MiB in all):
+#   1. the CUDA binary (../shared/notes/CUDA_BUILD.md: CUDA 13.0 from PyPI, link stubs), then
 #      CARGO_TARGET_DIR=target-cuda cargo build --release -p lic-train --features cuda
 #      xz -T2 -6 -c target-cuda/release/lic-train > gpu-data/lic-train.xz
 #   2. the data: python3 scripts/pack_crops.py ../shared/data/train gpu-data/crops 3 256 92
-#   3. optionally a starting checkpoint: gpu-data/init.safetensors (e.g. the shipped
-#      weights/cw.safetensors); without one the run starts from the PCA transform code
-# Run there with carry = [gpu-data]:  bash scripts/gpu_train.sh MINUTES BATCH PATCH LR
-# Checkpoints (every minute) and train.log land in $OUT/cw.
-# The rnn model: MODEL=rnn bash scripts/gpu_train.sh 6 32 64 5e-4 (starting point
-# gpu-data/init-rnn.safetensors if present, else random; output in $OUT/rnn).
+#      (needs Pillow: pip install pillow)
+#   3. the starting points: gpu-data/cw/ckpt.safetensors + step.txt (a cw checkpoint, e.g.
+#      ~/.cache/lic/RUN's) or gpu-data/init.safetensors (any cw weights file); the same for
+#      rnn in gpu-data/rnn/ or gpu-data/init-rnn.safetensors. A model with neither starts
+#      fresh (cw from the PCA transform code, rnn from random weights).
+# There (the device tool's run, carry ["gpu-data"], timeout 600):
+#      bash scripts/gpu_train.sh 7.5
+# Back here: cat FILES/res.tar.xz.* | xz -dc | tar x -C ~/.cache/lic/gpu, then export,
+# refit the post-filter and check as weights/README.md describes before shipping.
+#
+# Test the whole script here first, on the CPU and a small budget (no crops needed):
+#      CPU=1 OUT=/tmp/gpu-out bash scripts/gpu_train.sh 1
+#
+# Per-model settings can be overridden with CW_ARGS / RNN_ARGS.
 set -u
-MIN=${1:-8}; BATCH=${2:-16}; PATCH=${3:-256}; LR=${4:-2e-4}; MODEL=${MODEL:-cw}
-LIB=$(dirname "$(find / -name 'libcublas.so.13' 2>/dev/null | head -1)")
-export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}"
-nvidia-smi -L
-xz -dc gpu-data/lic-train.xz > /tmp/lic-train && chmod +x /tmp/lic-train
-mkdir -p "$OUT/$MODEL"
-if [ "$MODEL" = rnn ]; then
-  INIT=()
-  [ -f gpu-data/init-rnn.safetensors ] && INIT=(--init gpu-data/init-rnn.safetensors)
+MIN=${1:-7.5}
+: "${OUT:?OUT must name the folder for the results}"
+cd "$(dirname "$0")/.."
+CW_ARGS=${CW_ARGS:---batch 32 --patch 192 --lr 3e-5 --ste --ema 0.998 --warmup 0}
+RNN_ARGS=${RNN_ARGS:---batch 32 --patch 64 --lr 5e-4 --warmup 0}
+WORK=${WORK:-/tmp/gpu-train}
+rm -rf "$WORK" && mkdir -p "$WORK/cw" "$WORK/rnn" "$OUT"
+if [ "${CPU:-0}" = 1 ]; then
+  BIN=target/release/lic-train DEV=()
+  [ -x "$BIN" ] || cargo build --release -p lic-train
+  DATA=gpu-data/crops; [ -d "$DATA" ] || DATA=../shared/data/train
 else
-  INIT=(--pca-init)
-  [ -f gpu-data/init.safetensors ] && INIT=(--init gpu-data/init.safetensors)
+  LIB=$(dirname "$(find / -name 'libcublas.so.13' -not -path '/proc/*' 2>/dev/null | head -1)")
+  export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}"
+  echo "cublas in $LIB"; nvidia-smi -L
+  BIN=$WORK/lic-train DEV=(--cuda)
+  xz -dc gpu-data/lic-train.xz > "$BIN" && chmod +x "$BIN"
+  DATA=gpu-data/crops
 fi
 # mimalloc keeps freed pages instead of returning them (the kernel re-zeroing them cost a
 # quarter of CPU training time).
 export MIMALLOC_PURGE_DELAY=-1
-/tmp/lic-train train --model "$MODEL" --cuda --data gpu-data/crops --out "$OUT/$MODEL" "${INIT[@]}" --minutes "$MIN" \
-  --batch "$BATCH" --patch "$PATCH" --lr "$LR" --ckpt-minutes 1 --val-every 2000 --warmup 0 --log-every 100 2>&1 | tr '\r' '\n' | tail -5
-cat "$OUT/$MODEL/train.log"
+
+# A checkpoint in gpu-data/MODEL resumes (step count and all); else --init FILE; else fresh.
+start() {
+  local model=$1 init=$2 fresh=$3
+  if [ -f "gpu-data/$model/ckpt.safetensors" ]; then
+    cp gpu-data/$model/* "$WORK/$model/"; echo ""
+  elif [ -f "$init" ]; then echo "--init $init"
+  else echo "$fresh"; fi
+}
+CW_START=$(start cw gpu-data/init.safetensors --pca-init)
+RNN_START=$(start rnn gpu-data/init-rnn.safetensors "")
+run() {
+  local model=$1 minutes=$2; shift 2
+  # shellcheck disable=SC2068
+  "$BIN" train --model "$model" "${DEV[@]}" --data "$DATA" --out "$WORK/$model" $@ \
+    --minutes "$minutes" --ckpt-minutes 2 --val-every 500 --log-every 100 \
+    > "$WORK/$model/stdout.txt" 2>&1
+  echo "$model rc $?" >> "$WORK/$model/stdout.txt"
+}
+# shellcheck disable=SC2086
+run cw "$MIN" $CW_START $CW_ARGS & P1=$!
+# shellcheck disable=SC2086
+run rnn "$MIN" $RNN_START $RNN_ARGS & P2=$!
+[ "${CPU:-0}" = 1 ] || { sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; }
+wait $P1 $P2
+for m in cw rnn; do
+  echo "== $m"; tr '\r' '\n' < "$WORK/$m/stdout.txt" | grep -v '^\s*$' | tail -3
+  tail -n 30 "$WORK/$m/train.log"; cp "$WORK/$m/train.log" "$OUT/$m-train.log"
+done
+# The f32 checkpoints (to resume from) and cw's weight average (to export), xz-packed.
+(cd "$WORK" && tar cf - cw/ckpt.safetensors cw/ema.safetensors cw/step.txt \
+   rnn/ckpt.safetensors rnn/step.txt) | xz -T0 -1 > "$WORK/res.tar.xz"
+split -b 15M -d "$WORK/res.tar.xz" "$OUT/res.tar.xz."
+ls -la "$OUT"
