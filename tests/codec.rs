@@ -1,8 +1,10 @@
 //! End-to-end encode → decode with the shipped weights on real images: PSNR windows, size and
-//! quality monotone in `-q`, colour types, odd sizes, rate estimate vs real size, and the
-//! error kinds of damaged files.
+//! quality monotone in `-q`, colour types, odd sizes, rate estimate vs real size, the error
+//! kinds of damaged files, and an rnn file's pictures getting better layer by layer as it
+//! streams in.
 
-use lic::{Codec, ColorType, Error, FormatError, Image};
+use lic::stream::{Event, StreamDecoder};
+use lic::{Codec, ColorType, Error, FormatError, Image, ModelKind};
 
 fn kodak_crop(name: &str, x0: u32, y0: u32, w: u32, h: u32) -> Image {
     let path = format!("{}/kodak-bench/kodak/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -658,4 +660,43 @@ fn a_codec_on_its_own_threads_makes_the_same_files_and_pixels() {
         codec().with_threads(0),
         Err(lic::Error::Input(lic::InputError::NoThreads))
     ));
+}
+
+#[test]
+fn each_streamed_layer_is_a_better_picture() {
+    // The shipped rnn weights shown as a file arrives, as a viewer showing a download would.
+    let codec = codec().with_model(ModelKind::Rnn);
+    let img = kodak_crop("kodim23.png", 200, 100, 256, 192);
+    // -q 0.5: 7 of the 12 layers.
+    let bytes = codec.encode(&img, 0.5).unwrap();
+    let mut dec = StreamDecoder::new(&codec);
+    let mut psnrs: Vec<f64> = Vec::new();
+    for part in bytes.chunks(500) {
+        dec.push(part);
+        loop {
+            match dec.poll().unwrap() {
+                Event::PictureReady { layer, .. } => {
+                    assert_eq!(layer as usize, psnrs.len() + 1);
+                    let pic = dec.picture().unwrap();
+                    psnrs.push(lic::metrics::psnr(&pic.data, &img.data));
+                }
+                Event::HeaderKnown(_) => {}
+                Event::NeedMoreData | Event::Done => break,
+                e => panic!("unexpected {e:?}"),
+            }
+        }
+    }
+    assert_eq!(psnrs.len(), 7, "{psnrs:?}");
+    for (k, w) in psnrs.windows(2).enumerate() {
+        assert!(
+            w[1] > w[0],
+            "layer {} is no better than {}: {psnrs:.2?}",
+            k + 2,
+            k + 1
+        );
+    }
+    // The whole file's picture is the last one shown.
+    let whole = codec.decode(&bytes).unwrap();
+    assert_eq!(psnrs[6], lic::metrics::psnr(&whole.data, &img.data));
+    assert!(psnrs[6] > 27.0, "{psnrs:.2?}");
 }

@@ -124,7 +124,9 @@ pub struct EncoderState {
     h: Vec<Tensor>,
 }
 
-/// The decoder's recurrent state and its reconstruction so far (scaled to [−1, 1]).
+/// The decoder's recurrent state and its reconstruction so far (scaled to [−1, 1]). Cloning
+/// is cheap (the tensors are shared) and lets a caller try other bits from the same state.
+#[derive(Clone)]
 pub struct DecoderState {
     h: Vec<Tensor>,
     /// `x̂_t`, `(B, 3, H, W)`.

@@ -17,6 +17,19 @@ use super::{load_into, open_run, read_step, restart_ramp, save_checkpoint, GradC
 use lic::entropy::bits::{BitModel, BIT_CONTEXTS};
 use lic::model::rnn::{bits_of, bits_tensor, RnnModel, MAX_ITERS, STRIDE};
 
+/// The inference binarizer: ±1 by the sign of the encoder's output (y ≥ 0 → +1).
+pub fn sign_bits(y: &Tensor) -> candle_core::Result<Tensor> {
+    (y.ge(0f32)?.to_dtype(DType::F32)? * 2.0)? - 1.0
+}
+
+/// PSNR (dB) of a reconstruction `x_hat` in [−1, 1] against the 8-bit original `x255`
+/// (values 0…255), measured on the 8-bit picture the decoder would show.
+pub fn psnr_of(x_hat: &Tensor, x255: &Tensor) -> candle_core::Result<f64> {
+    let img = (((x_hat + 1.0)? * 127.5)?.clamp(0f32, 255f32)?).round()?;
+    let mse = (img - x255)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
+    Ok(10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10())
+}
+
 /// Validation on the held-out images (centre crops of at most 128²) with the inference
 /// binarizer (sign): mean PSNR after each iteration.
 pub fn validate(model: &RnnModel, ds: &Dataset) -> candle_core::Result<Vec<f64>> {
@@ -31,12 +44,9 @@ pub fn validate(model: &RnnModel, ds: &Dataset) -> candle_core::Result<Vec<f64>>
         let x255 = (&x * 255.0)?.round()?;
         for acc in psnr.iter_mut() {
             let y = model.encode_step(&residual, &mut es)?;
-            let bits = ((y.ge(0f32)?.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
-            model.decode_step(&bits, &mut st)?;
+            model.decode_step(&sign_bits(&y)?, &mut st)?;
             residual = (&target - &st.x_hat)?;
-            let img = (((&st.x_hat + 1.0)? * 127.5)?.clamp(0f32, 255f32)?).round()?;
-            let mse = (img - &x255)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-            *acc += 10.0 * (255.0f64 * 255.0 / mse.max(1e-10)).log10();
+            *acc += psnr_of(&st.x_hat, &x255)?;
         }
     }
     let n = ds.val.len().max(1) as f64;
