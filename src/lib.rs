@@ -520,6 +520,8 @@ pub struct Codec {
     pub(crate) limits: Limits,
     tile: u32,
     model: ModelKind,
+    /// rnn encodes write every layer asked for, even one that does not improve the picture.
+    every_rnn_layer: bool,
     /// Worker threads of this codec's own; `None`: rayon's global pool.
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
@@ -539,6 +541,7 @@ impl Codec {
             limits: Limits::default(),
             tile: codec::DEFAULT_TILE,
             model: ModelKind::Cw,
+            every_rnn_layer: false,
             progress: None,
             pool: None,
         }
@@ -647,6 +650,14 @@ impl Codec {
         self
     }
 
+    /// rnn encodes: write every layer the quality asks for (`true`), or stop before a layer
+    /// that would not bring the picture closer to the image (`false`, the default; such a
+    /// layer only costs bytes, and the file's rate code then says how many layers it has).
+    pub fn with_every_rnn_layer(mut self, every: bool) -> Self {
+        self.every_rnn_layer = every;
+        self
+    }
+
     /// Hex id of the loaded weights.
     pub fn weights_id(&self) -> String {
         model::weights::id_hex(&self.weights.id)
@@ -715,7 +726,13 @@ impl Codec {
             ModelKind::Rnn => {
                 let weights = self.rnn_weights()?;
                 codec::encode_to_size(max_bytes, model::rnn::MAX_ITERS, |i| {
-                    codec::encode_rnn(img, rate::rnn_rate_code(i + 1), weights, meta)
+                    codec::encode_rnn(
+                        img,
+                        rate::rnn_rate_code(i + 1),
+                        weights,
+                        meta,
+                        !self.every_rnn_layer,
+                    )
                 })
             }
             m => Err(InputError::NoEncoder(m).into()),
@@ -740,7 +757,13 @@ impl Codec {
                 meta,
                 self.progress.as_ref(),
             ),
-            ModelKind::Rnn => codec::encode_rnn(img, rate_code, self.rnn_weights()?, meta),
+            ModelKind::Rnn => codec::encode_rnn(
+                img,
+                rate_code,
+                self.rnn_weights()?,
+                meta,
+                !self.every_rnn_layer,
+            ),
             m => Err(InputError::NoEncoder(m).into()),
         })
     }

@@ -108,7 +108,6 @@ impl<'c> StreamDecoder<'c> {
                     self.codec.limits.check(&h)?;
                     if h.model == ModelKind::Rnn {
                         let weights = self.codec.rnn_weights()?;
-                        crate::codec::check_weights(&h, &weights.id)?;
                         self.rnn = Some(Progressive::new(weights, &h)?);
                     }
                     self.scanned = container::SIGNATURE.len()

@@ -700,3 +700,53 @@ fn each_streamed_layer_is_a_better_picture() {
     assert_eq!(psnrs[6], lic::metrics::psnr(&whole.data, &img.data));
     assert!(psnrs[6] > 27.0, "{psnrs:.2?}");
 }
+
+#[test]
+fn the_logistic_bit_model_saves_bytes_and_earlier_rnn_files_still_decode() {
+    // The shipped rnn weights are the earlier ones plus the logistic bit model (format-spec
+    // §6.6b): the same bits and pictures in fewer bytes. Without `bits.mix` the file is the
+    // earlier weights byte for byte, and files made with those decode with the shipped ones.
+    let st = safetensors::SafeTensors::deserialize(lic::model::weights::EMBEDDED_RNN).unwrap();
+    assert!(st.names().contains(&"bits.mix"));
+    let earlier_bytes = safetensors::serialize(
+        st.tensors().into_iter().filter(|(n, _)| n != "bits.mix"),
+        None,
+    )
+    .unwrap();
+    let earlier_id = lic::model::weights::weights_id(&earlier_bytes);
+    assert_eq!(lic::model::weights::id_hex(&earlier_id), "9464c589f49fbe32");
+    let earlier = Codec::from_weights_bytes(&earlier_bytes).unwrap();
+    let shipped = codec().with_model(ModelKind::Rnn);
+    let img = kodak_crop("kodim23.png", 200, 100, 256, 192);
+    for q in [0.0, 0.5, 1.0] {
+        let (old, new) = (
+            earlier.encode(&img, q).unwrap(),
+            shipped.encode(&img, q).unwrap(),
+        );
+        let (lo, ln) = (lic::info(&old).unwrap(), lic::info(&new).unwrap());
+        assert_eq!(lo.layer_ends().len(), ln.layer_ends().len());
+        // The first layer gains most: its bits have the most structure.
+        let layers = |i: &lic::Info| -> Vec<usize> {
+            i.chunks
+                .iter()
+                .filter(|(n, _)| n == "RNLY")
+                .map(|&(_, b)| b)
+                .collect()
+        };
+        let (a, b) = (layers(&lo)[0], layers(&ln)[0]);
+        assert!(
+            (b as f64) < 0.92 * a as f64,
+            "q {q}: first layer {b} bytes, {a} with the table alone"
+        );
+        assert!(
+            (new.len() as f64) < 0.97 * old.len() as f64,
+            "q {q}: {} bytes, {} with the table alone",
+            new.len(),
+            old.len()
+        );
+        let picture = shipped.decode(&new).unwrap();
+        assert_eq!(picture, earlier.decode(&old).unwrap(), "q {q}");
+        // The shipped weights decode the earlier file to the same picture.
+        assert_eq!(shipped.decode(&old).unwrap(), picture, "q {q}");
+    }
+}

@@ -332,3 +332,114 @@ fn golden_vectors_decode_the_same_with_1_and_2_threads() {
     }
     assert_eq!(runs[0], runs[1], "1 and 2 threads decode different pixels");
 }
+
+/// The rnn golden files, in `format-spec/golden/rnn/`: (file, source image, crop, quality,
+/// made with the earlier table-only weights). The shipped rnn weights carry the logistic bit
+/// model (§6.6b); the table-only file is made with the same weights without `bits.mix`
+/// (9464c589f49fbe32), which the shipped ones decode too.
+const RNN_CASES: [(&str, &str, (u32, u32, u32, u32), f32, bool); 2] = [
+    (
+        "rnn-48x32-q050.lic",
+        "kodim23.png",
+        (300, 150, 48, 32),
+        0.5,
+        false,
+    ),
+    (
+        "rnn-48x32-q050-table.lic",
+        "kodim23.png",
+        (300, 150, 48, 32),
+        0.5,
+        true,
+    ),
+];
+
+fn rnn_golden_dir() -> PathBuf {
+    golden_dir().join("rnn")
+}
+
+/// SHA-256 of every layer's decoded bits (§6.6), in order.
+fn rnn_bits_hash(bytes: &[u8]) -> String {
+    let weights = lic::RnnWeights::embedded_shared().unwrap();
+    let c = Container::parse(bytes).unwrap();
+    let hd = &c.header;
+    let bits = weights
+        .bits_for(&hd.weights_id)
+        .expect("weights of the file");
+    let (lh, lw) = (
+        (hd.height as usize).div_ceil(16),
+        (hd.width as usize).div_ceil(16),
+    );
+    let mut d = Sha256::new();
+    let mut prev: Option<Vec<u8>> = None;
+    for (t, s) in c.find_all(lic::container::types::RNLY).iter().enumerate() {
+        let b = bits.decode(t, s, prev.as_deref(), lh, lw).unwrap();
+        d.update(&b);
+        prev = Some(b);
+    }
+    hex(&d.finalize())
+}
+
+/// The shipped rnn weights file without `bits.mix`: the earlier table-only weights.
+fn rnn_table_only_weights() -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(lic::model::weights::EMBEDDED_RNN).unwrap();
+    safetensors::serialize(
+        st.tensors().into_iter().filter(|(n, _)| n != "bits.mix"),
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+#[ignore = "writes format-spec/golden/rnn/; run after the shipped rnn weights change"]
+fn regenerate_rnn() {
+    let dir = rnn_golden_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut expected = String::from(
+        "# file bits-sha256 (written by tests/golden.rs; the reference pixels are NAME.png)\n",
+    );
+    for (file, src, (x, y, w, h), q, table_only) in RNN_CASES {
+        let path = format!("{}/kodak-bench/kodak/{src}", env!("CARGO_MANIFEST_DIR"));
+        let img = Image {
+            width: w,
+            height: h,
+            color: ColorType::Rgb,
+            data: image::open(path)
+                .unwrap()
+                .crop_imm(x, y, w, h)
+                .into_rgb8()
+                .into_raw(),
+        };
+        let codec = if table_only {
+            Codec::from_weights_bytes(&rnn_table_only_weights()).unwrap()
+        } else {
+            Codec::embedded().unwrap().with_model(lic::ModelKind::Rnn)
+        };
+        let bytes = codec.encode(&img, q).unwrap();
+        std::fs::write(dir.join(file), &bytes).unwrap();
+        let out = Codec::embedded().unwrap().decode(&bytes).unwrap();
+        out.to_dynamic().save(reference_png(&dir, file)).unwrap();
+        writeln!(expected, "{file} {}", rnn_bits_hash(&bytes)).unwrap();
+    }
+    std::fs::write(dir.join("EXPECTED.txt"), expected).unwrap();
+}
+
+#[test]
+fn rnn_golden_vectors_decode_to_recorded_bits_and_reference_pixels() {
+    let codec = Codec::embedded().unwrap();
+    let dir = rnn_golden_dir();
+    let cases = expected(&dir);
+    assert_eq!(cases.len(), RNN_CASES.len());
+    let mut ids = Vec::new();
+    for (file, bits) in &cases {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        assert_eq!(&rnn_bits_hash(&bytes), bits, "{file}: bits");
+        ids.push(lic::container::read_header(&bytes).unwrap().weights_id);
+        let img = codec.decode(&bytes).unwrap();
+        assert_within_float_tolerance(file, &img, &reference_png(&dir, file));
+    }
+    // One file of the shipped weights, one of the earlier table-only weights.
+    let shipped = lic::RnnWeights::embedded_shared().unwrap();
+    assert_eq!(ids[0], shipped.id);
+    assert_eq!(Some(ids[1]), shipped.table_only.as_ref().map(|(id, _)| *id));
+}

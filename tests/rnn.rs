@@ -18,7 +18,9 @@ fn random_rnn_codec() -> Codec {
     let p_one: Vec<u16> = (0..BIT_CONTEXTS)
         .map(|i| 4096 + (i * 7919 % 57000) as u16)
         .collect();
-    Codec::from_weights_bytes(&lic_train::rnn::weights_bytes(&vm, &p_one).unwrap()).unwrap()
+    Codec::from_weights_bytes(&lic_train::rnn::weights_bytes(&vm, &p_one).unwrap())
+        .unwrap()
+        .with_every_rnn_layer(true)
 }
 
 fn image(w: u32, h: u32, color: ColorType) -> Image {

@@ -259,12 +259,14 @@ fn write_file(
 }
 
 /// Encodes an image with rnn weights at rate code `q16`: [`rnn::layers_for_quality`]
-/// layers, one RNLY chunk each.
+/// layers, one RNLY chunk each, or fewer when `stop_early` and a layer would not improve the
+/// picture ([`rnn::encode_layers`]).
 pub fn encode_rnn(
     img: &Image,
     q16: u16,
     weights: &RnnWeights,
     meta: &Metadata,
+    stop_early: bool,
 ) -> Result<(Vec<u8>, EncodeStats), Error> {
     img.check()?;
     let layers = rnn::layers_for_quality(q16);
@@ -274,14 +276,22 @@ pub fn encode_rnn(
         img.width as usize,
         img.height as usize,
         layers,
+        stop_early,
     )?;
+    // The header's rate code says how many layers the file holds: fewer than asked when the
+    // encoder stopped at a layer that added nothing.
+    let written = coded.layers.len();
     let header = Header {
         width: img.width,
         height: img.height,
         color: img.color,
         model: ModelKind::Rnn,
         weights_id: weights.id,
-        quality: q16,
+        quality: if written < layers {
+            crate::rate::rnn_rate_code(written)
+        } else {
+            q16
+        },
         tile: 0,
     };
     let streams: Vec<&[u8]> = coded.layers.iter().map(Vec::as_slice).collect();
@@ -290,8 +300,8 @@ pub fn encode_rnn(
         file_bytes: out.len(),
         stream_bytes: streams.iter().map(|s| s.len()).sum(),
         estimated_bits: coded.estimated_bits.iter().sum(),
-        symbols: coded.raw_bits * layers,
-        rate_code: q16,
+        symbols: coded.raw_bits * written,
+        rate_code: header.quality,
     };
     Ok((out, stats))
 }
@@ -328,7 +338,7 @@ pub fn decode_rnn(
         }
         .into());
     }
-    check_weights(hd, &weights.id)?;
+    // Progressive::new refuses a file of other weights.
     let layers_in_file = rnn::layers_for_quality(hd.quality);
     let streams = file.find_all(types::RNLY);
     if streams.len() > layers_in_file || (complete && streams.len() != layers_in_file) {

@@ -23,13 +23,17 @@ pub struct Coded {
     pub raw_bits: usize,
 }
 
-/// Runs the encoder for `layers` iterations on interleaved RGB8 and codes every layer.
+/// Runs the encoder for `layers` iterations on interleaved RGB8 and codes every layer. With
+/// `stop_early` it stops before a layer that would not make the 8-bit picture closer to the
+/// image (the late layers of some images add nothing, and such a layer only costs bytes), so
+/// every layer of the result is a better picture than the one before.
 pub fn encode_layers(
     weights: &RnnWeights,
     rgb: &[u8],
     width: usize,
     height: usize,
     layers: usize,
+    stop_early: bool,
 ) -> Result<Coded, Error> {
     let model = &weights.model;
     let (lh, lw) = (height.div_ceil(STRIDE), width.div_ceil(STRIDE));
@@ -45,15 +49,23 @@ pub fn encode_layers(
         estimated_bits: Vec::new(),
         raw_bits: crate::model::rnn::BITS * lh * lw,
     };
+    let mut error = u64::MAX;
     for t in 0..layers {
         let y = model.encode_step(&residual, &mut es)?;
         let bits = bits_of(&y)?;
+        model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
+        if stop_early {
+            let e = squared_error(&ds.x_hat, rgb, width, height)?;
+            if e >= error {
+                break;
+            }
+            error = e;
+        }
         out.layers
             .push(weights.bits.encode(t, &bits, prev.as_deref(), lh, lw)?);
         out.estimated_bits
             .push(weights.bits.cost(t, &bits, prev.as_deref(), lh, lw));
         if t + 1 < layers {
-            model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
             residual = (&target - &ds.x_hat)?;
         }
         prev = Some(bits);
@@ -61,9 +73,35 @@ pub fn encode_layers(
     Ok(out)
 }
 
+/// Squared error between the decoder's 8-bit picture of `x_hat` (spec §5.2) and the RGB8
+/// image it codes, over the image's own pixels.
+fn squared_error(
+    x_hat: &candle_core::Tensor,
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+) -> Result<u64, Error> {
+    let (_, _, hp, wp) = x_hat.dims4()?;
+    let x: Vec<f32> = x_hat.flatten_all()?.to_vec1()?;
+    let mut sum = 0u64;
+    for c in 0..3 {
+        for y in 0..height {
+            let row = &x[c * hp * wp + y * wp..][..width];
+            for (xx, &v) in row.iter().enumerate() {
+                let px = ((v + 1.0) * 127.5).round().clamp(0.0, 255.0) as i64;
+                let d = px - rgb[(y * width + xx) * 3 + c] as i64;
+                sum += (d * d) as u64;
+            }
+        }
+    }
+    Ok(sum)
+}
+
 /// The decoder between layers.
 pub struct Progressive<'w> {
     weights: &'w RnnWeights,
+    /// The bit model of the file's weights id (`RnnWeights::bits_for`).
+    bits: &'w crate::entropy::bits::BitModel,
     header: Header,
     state: DecoderState,
     prev: Option<Vec<u8>>,
@@ -72,14 +110,22 @@ pub struct Progressive<'w> {
 }
 
 impl<'w> Progressive<'w> {
-    /// A decoder for an image with this header (checked by the caller), before any layer.
+    /// A decoder for an image with this header (checked by the caller), before any layer; an
+    /// error when the file was made with weights these cannot decode.
     pub fn new(weights: &'w RnnWeights, header: &Header) -> Result<Self, Error> {
+        let Some(bits) = weights.bits_for(&header.weights_id) else {
+            return Err(Error::WrongWeights {
+                needed: crate::model::weights::id_hex(&header.weights_id),
+                have: crate::model::weights::id_hex(&weights.id),
+            });
+        };
         let (lh, lw) = (
             (header.height as usize).div_ceil(STRIDE),
             (header.width as usize).div_ceil(STRIDE),
         );
         Ok(Self {
             weights,
+            bits,
             header: header.clone(),
             state: weights.model.decoder_state(1, lh * STRIDE, lw * STRIDE)?,
             prev: None,
@@ -102,7 +148,6 @@ impl<'w> Progressive<'w> {
             )));
         }
         let bits = self
-            .weights
             .bits
             .decode(t, stream, self.prev.as_deref(), self.lh, self.lw)?;
         let model = &self.weights.model;

@@ -285,6 +285,18 @@ fn read_analyzer(st: &SafeTensors) -> Result<Analyzer, WeightsError> {
     Ok(Analyzer::new(stages))
 }
 
+/// The bytes of the safetensors file `st` without its tensor `name`, serialized as lic's
+/// tools write every weights file (so a file that had the tensor added to it comes back byte
+/// for byte, and with it its id).
+fn without_tensor(st: &SafeTensors, name: &str) -> Result<Vec<u8>, WeightsError> {
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .collect();
+    safetensors::serialize(kept, None).map_err(|e| WeightsError::Parse(e.to_string()))
+}
+
 fn read_i32(st: &SafeTensors, name: &str) -> Result<Vec<i32>, WeightsError> {
     let t = st
         .tensor(name)
@@ -486,25 +498,44 @@ impl CwWeights {
 pub struct RnnWeights {
     /// The float transforms.
     pub model: RnnModel,
-    /// The conditional bit model (spec §6.6).
+    /// The conditional bit model (spec §6.6, with §6.6b when the file has `bits.mix`).
     pub bits: BitModel,
     /// First 8 bytes of the SHA-256 of the file.
     pub id: [u8; 8],
+    /// When the file has `bits.mix`: the id of the same file without it, and the table-only
+    /// bit model. Files of those weights (before the logistic model was fitted to them) have
+    /// the same bits and pictures, so these weights decode them too.
+    pub table_only: Option<([u8; 8], BitModel)>,
 }
 
 impl RnnWeights {
     /// Loads weights from the bytes of a safetensors file (tensors `e0.*`, `enc.*`, `bin.*`,
-    /// `dec.*`, `out.*` and the i32 table `bits.p_one`).
+    /// `dec.*`, `out.*`, the i32 table `bits.p_one` and, optionally, the i32 logistic bit
+    /// weights `bits.mix`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WeightsError> {
         if bytes.is_empty() {
             return Err(WeightsError::NotEmbedded);
         }
         let st = SafeTensors::deserialize(bytes).map_err(|e| WeightsError::Parse(e.to_string()))?;
-        let p_one = read_i32(&st, "bits.p_one")?
+        let p_one: Vec<u16> = read_i32(&st, "bits.p_one")?
             .into_iter()
             .map(|v| u16::try_from(v).unwrap_or(0))
             .collect();
-        let bits = BitModel::new(p_one).map_err(|e| WeightsError::Tensor(e.into()))?;
+        // The logistic bit model (spec §6.6b) is optional: weights without it code with the
+        // table alone.
+        let mix = if st.names().iter().any(|n| *n == "bits.mix") {
+            Some(read_i32(&st, "bits.mix")?)
+        } else {
+            None
+        };
+        let table_only = match mix {
+            Some(_) => Some((
+                weights_id(&without_tensor(&st, "bits.mix")?),
+                BitModel::new(p_one.clone()).map_err(|e| WeightsError::Tensor(e.into()))?,
+            )),
+            None => None,
+        };
+        let bits = BitModel::with_mix(p_one, mix).map_err(|e| WeightsError::Tensor(e.into()))?;
         let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
             .map_err(|e| WeightsError::Parse(e.to_string()))?;
         let model = RnnModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
@@ -512,7 +543,21 @@ impl RnnWeights {
             model,
             bits,
             id: weights_id(bytes),
+            table_only,
         })
+    }
+
+    /// The bit model for a file made with the weights `id`: these weights' own, or their
+    /// table-only model for a file of the same weights before `bits.mix`; otherwise the file
+    /// needs other weights.
+    pub fn bits_for(&self, id: &[u8; 8]) -> Option<&BitModel> {
+        if *id == self.id {
+            return Some(&self.bits);
+        }
+        match &self.table_only {
+            Some((old, bits)) if old == id => Some(bits),
+            _ => None,
+        }
     }
 
     /// The embedded default rnn weights, parsed once per process.

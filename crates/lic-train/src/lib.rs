@@ -14,6 +14,7 @@ pub mod export;
 pub mod pca_init;
 pub mod postfilter;
 pub mod rnn;
+pub mod rnn_bits;
 pub mod widen;
 
 use std::io::Write;

@@ -129,6 +129,25 @@ enum Command {
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
     },
+    /// Fit the logistic bit model (format-spec §6.6b) of an rnn weights file on the bits its
+    /// encoder gives on the training images; the transforms and the bit table stay as they are.
+    RnnBits {
+        /// Training images.
+        #[arg(long)]
+        data: PathBuf,
+        /// The rnn weights whose bits are modelled.
+        #[arg(long, default_value = "weights/rnn.safetensors")]
+        weights: PathBuf,
+        /// Output weights file (the input plus `bits.mix`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Largest side of the centre crop coded from each image, in pixels.
+        #[arg(long, default_value_t = 256)]
+        crop: usize,
+        /// Adam steps per iteration and channel.
+        #[arg(long, default_value_t = 150)]
+        steps: usize,
+    },
     /// Fine-tune the decoder (synthesis and post-filter) of a cw weights file on the latents
     /// its encoder writes; the encoder and the entropy model stay as they are.
     Decoder {
@@ -234,6 +253,15 @@ fn run(cli: Cli) -> Result<(), String> {
             minutes,
             lr,
         } => lic_train::postfilter::fit(&data, &weights, &out, width, minutes, lr)
+            .map_err(|e| e.to_string()),
+        Command::RnnBits {
+            data,
+            weights,
+            out,
+            crop,
+            steps,
+        } => lic_train::rnn_bits::fit(&data, &weights, &out, crop, steps, &mut std::io::stdout())
+            .map(|_| ())
             .map_err(|e| e.to_string()),
         Command::Decoder {
             data,

@@ -147,6 +147,25 @@ pub fn train(cfg: &TrainConfig) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The bits of all [`MAX_ITERS`] iterations the encoder of `model` gives for the picture `x`
+/// (`(1, 3, H, W)` in [0, 1], sides multiples of 16), each `BITS·(H/16)·(W/16)`.
+pub fn encoder_bits(model: &RnnModel, x: &Tensor) -> candle_core::Result<Vec<Vec<u8>>> {
+    let (_, _, h, w) = x.dims4()?;
+    let (lh, lw) = (h / STRIDE, w / STRIDE);
+    let target = ((x * 2.0)? - 1.0)?;
+    let mut es = model.encoder_state(1, h, w)?;
+    let mut st = model.decoder_state(1, h, w)?;
+    let mut residual = target.clone();
+    let mut layers = Vec::with_capacity(MAX_ITERS);
+    for _ in 0..MAX_ITERS {
+        let bits = bits_of(&model.encode_step(&residual, &mut es)?)?;
+        model.decode_step(&bits_tensor(&bits, lh, lw, x.device())?, &mut st)?;
+        residual = (&target - &st.x_hat)?;
+        layers.push(bits);
+    }
+    Ok(layers)
+}
+
 /// Writes the shipped rnn weights from a checkpoint: the transforms as f16, then the bit
 /// table, learned by counting the bits the exported (f16) encoder gives on centre crops of
 /// up to `images` training images.
@@ -170,17 +189,10 @@ pub fn export(
         let x = data::centre_crop(p, 256, &Device::Cpu)?;
         let (_, _, h, w) = x.dims4()?;
         let (lh, lw) = (h / STRIDE, w / STRIDE);
-        let target = ((&x * 2.0)? - 1.0)?;
-        let mut es = model.encoder_state(1, h, w)?;
-        let mut st = model.decoder_state(1, h, w)?;
-        let mut residual = target.clone();
-        let mut prev: Option<Vec<u8>> = None;
+        let layers = encoder_bits(&model, &x)?;
         for t in 0..MAX_ITERS {
-            let bits = bits_of(&model.encode_step(&residual, &mut es)?)?;
-            BitModel::count(&mut counts, t, &bits, prev.as_deref(), lh, lw);
-            model.decode_step(&bits_tensor(&bits, lh, lw, &Device::Cpu)?, &mut st)?;
-            residual = (&target - &st.x_hat)?;
-            prev = Some(bits);
+            let prev = t.checked_sub(1).map(|p| layers[p].as_slice());
+            BitModel::count(&mut counts, t, &layers[t], prev, lh, lw);
         }
     }
     let p_one: Vec<u8> = BitModel::from_counts(&counts)
