@@ -73,6 +73,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode rnn 1 layer", |b| {
         b.iter(|| codec.decode_layers(&bytes, Some(1)).unwrap())
     });
+    // Every layer the format allows (issue 18: all layers of a 768×512 file in at most 1.5 s).
+    let full = codec.encode(&img, 1.0).unwrap();
+    let n = lic::info(&full).unwrap().layer_ends().len();
+    eprintln!(
+        "rnn bench: the -q 1 file has {n} layers, {:.3} bpp",
+        full.len() as f64 * 8.0 / pixels
+    );
+    g.bench_function(format!("decode rnn -q 1 ({n} layers)"), |b| {
+        b.iter(|| codec.decode(&full).unwrap())
+    });
     g.finish();
 }
 
