@@ -240,11 +240,11 @@ fn run_plan(
     Ok((records, series))
 }
 
-/// The value of `key = X` in the gate file.
 /// gate.txt keys: the cw curve and the rnn prefix curve on the quick run.
 const GATE_CW: &str = "max_quick_bd_rate_psnr_percent";
 const GATE_RNN: &str = "max_quick_rnn_prefix_bd_rate_psnr_percent";
 
+/// The value of `key = X` in the gate file.
 fn read_gate(path: &Path, key: &str) -> Result<f64, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("gate {}: {e}", path.display()))?;

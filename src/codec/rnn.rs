@@ -53,7 +53,10 @@ pub fn encode_layers(
     for t in 0..layers {
         let y = model.encode_step(&residual, &mut es)?;
         let bits = bits_of(&y)?;
-        model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
+        // The last layer's picture is needed only to decide whether to keep it.
+        if stop_early || t + 1 < layers {
+            model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
+        }
         if stop_early {
             let e = squared_error(&ds.x_hat, rgb, width, height)?;
             if e >= error {
@@ -61,10 +64,9 @@ pub fn encode_layers(
             }
             error = e;
         }
-        out.layers
-            .push(weights.bits.encode(t, &bits, prev.as_deref(), lh, lw)?);
-        out.estimated_bits
-            .push(weights.bits.cost(t, &bits, prev.as_deref(), lh, lw));
+        let (stream, cost) = weights.bits.encode(t, &bits, prev.as_deref(), lh, lw)?;
+        out.layers.push(stream);
+        out.estimated_bits.push(cost);
         if t + 1 < layers {
             residual = (&target - &ds.x_hat)?;
         }

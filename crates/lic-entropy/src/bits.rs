@@ -77,8 +77,8 @@ fn mix_probability(z: i64) -> u16 {
     libm::round(p).clamp(16.0, 65520.0) as u16
 }
 
-/// The [`MIX_FEATURES`] features of bit (channel `c`, row `i`, column `j`) of iteration `t`
-/// (spec §6.6b), each −1 (a coded 0), +1 (a coded 1) or 0 (outside the grid, not decoded
+/// The [`MIX_FEATURES`] features of bit (channel `c`, row `i`, column `j`) of an iteration
+/// (spec §6.6b; the iteration picks the weight row, not the features), each −1 (a coded 0), +1 (a coded 1) or 0 (outside the grid, not decoded
 /// yet, or no previous iteration), except the last, `stretch`:
 ///
 /// - 0: the constant 1;
@@ -91,7 +91,6 @@ fn mix_probability(z: i64) -> u16 {
 /// - 203: [`stretch`] of the table probability of the bit's context (§6.6).
 #[allow(clippy::too_many_arguments)]
 pub fn mix_features(
-    t: usize,
     c: usize,
     (i, j): (usize, usize),
     (h, w): (usize, usize),
@@ -100,7 +99,6 @@ pub fn mix_features(
     stretch: i8,
     f: &mut [i8; MIX_FEATURES],
 ) {
-    let _ = t;
     let n = h * w;
     let at = |b: &[u8], c: usize, di: isize, dj: isize| -> i8 {
         let (y, x) = (i as isize + di, j as isize + dj);
@@ -148,6 +146,8 @@ pub struct BitModel {
     stretched: Vec<i8>,
     /// The table models, then (with `mix`) one model per clamped logit.
     models: Vec<Categorical>,
+    /// P(1)·2^16 of each of `models`.
+    p_of_model: Vec<u16>,
 }
 
 impl BitModel {
@@ -165,9 +165,8 @@ impl BitModel {
         if p_one.contains(&0) {
             return Err("the bit table has a zero probability");
         }
-        let pair = |p: u16| categorical(&[(1u32 << PRECISION) - p as u32, p as u32]);
-        let mut models = Vec::with_capacity(BIT_CONTEXTS + MIX_MODELS);
-        models.extend(p_one.iter().map(|&p| pair(p)));
+        let mut p_of_model = Vec::with_capacity(BIT_CONTEXTS + MIX_MODELS);
+        p_of_model.extend_from_slice(&p_one);
         if let Some(m) = &mix {
             if m.len() != MIX_WEIGHTS {
                 return Err("the logistic bit model has the wrong number of weights");
@@ -175,14 +174,19 @@ impl BitModel {
             if m.iter().any(|w| w.unsigned_abs() > MIX_MAX_WEIGHT as u32) {
                 return Err("a logistic bit weight is out of range");
             }
-            models.extend((-MIX_RANGE..=MIX_RANGE).map(|z| pair(mix_probability(z))));
+            p_of_model.extend((-MIX_RANGE..=MIX_RANGE).map(mix_probability));
         }
+        let models = p_of_model
+            .iter()
+            .map(|&p| categorical(&[(1u32 << PRECISION) - p as u32, p as u32]))
+            .collect();
         let stretched = p_one.iter().map(|&p| stretch(p)).collect();
         Ok(Self {
             p_one,
             mix,
             stretched,
             models,
+            p_of_model,
         })
     }
 
@@ -243,7 +247,7 @@ impl BitModel {
         let Some(mix) = &self.mix else {
             return ctx;
         };
-        mix_features(t, c, (i, j), (h, w), cur, prev, self.stretched[ctx], f);
+        mix_features(c, (i, j), (h, w), cur, prev, self.stretched[ctx], f);
         let row = &mix[(t * BITS + c) * MIX_FEATURES..][..MIX_FEATURES];
         let z: i64 = row
             .iter()
@@ -278,26 +282,24 @@ impl BitModel {
         out
     }
 
-    /// P(1)·2^16 of model `m`.
-    fn p_one_of(&self, m: usize) -> u16 {
-        match m.checked_sub(BIT_CONTEXTS) {
-            None => self.p_one[m],
-            Some(k) => mix_probability(k as i64 - MIX_RANGE),
-        }
-    }
-
     /// The model's cost of iteration `t`'s bits, in bits (Σ −log2 p).
     pub fn cost(&self, t: usize, bits: &[u8], prev: Option<&[u8]>, h: usize, w: usize) -> f64 {
-        self.coded(t, bits, prev, h, w)
-            .into_iter()
-            .map(|(m, b)| {
-                let p1 = self.p_one_of(m) as f64 / 65536.0;
+        self.cost_of(&self.coded(t, bits, prev, h, w))
+    }
+
+    /// Σ −log2 p over (model, bit) pairs.
+    fn cost_of(&self, order: &[(usize, u8)]) -> f64 {
+        order
+            .iter()
+            .map(|&(m, b)| {
+                let p1 = self.p_of_model[m] as f64 / 65536.0;
                 -if b == 1 { p1 } else { 1.0 - p1 }.log2()
             })
             .sum()
     }
 
-    /// Codes iteration `t`'s bits as one rANS stream (little-endian u32 words).
+    /// Codes iteration `t`'s bits as one rANS stream (little-endian u32 words); also gives
+    /// the model's cost of them in bits ([`BitModel::cost`]), from the same pass.
     pub fn encode(
         &self,
         t: usize,
@@ -305,7 +307,7 @@ impl BitModel {
         prev: Option<&[u8]>,
         h: usize,
         w: usize,
-    ) -> Result<Vec<u8>, EntropyError> {
+    ) -> Result<(Vec<u8>, f64), EntropyError> {
         let order = self.coded(t, bits, prev, h, w);
         // rANS is last in, first out.
         let mut coder = DefaultAnsCoder::new();
@@ -321,7 +323,7 @@ impl BitModel {
         InfoBudget::for_stream(bytes.len())
             .spend(info)
             .map_err(|_| EntropyError::OverBudget)?;
-        Ok(bytes)
+        Ok((bytes, self.cost_of(&order)))
     }
 
     /// Decodes iteration `t`'s bits from its stream; the stream must end exactly.
@@ -416,9 +418,10 @@ mod tests {
             (1, &second, Some(first.as_slice())),
             (13, &second, Some(first.as_slice())),
         ] {
-            let stream = model.encode(t, bits, prev, h, w).unwrap();
+            let (stream, coded_cost) = model.encode(t, bits, prev, h, w).unwrap();
             assert_eq!(&model.decode(t, &stream, prev, h, w).unwrap(), bits);
             let cost = model.cost(t, bits, prev, h, w);
+            assert_eq!(cost, coded_cost);
             let got = 8.0 * stream.len() as f64;
             assert!(
                 got >= cost - 1.0 && got <= cost + 64.0,
@@ -426,7 +429,7 @@ mod tests {
             );
             // The logistic model codes differently from the table alone.
             let plain = BitModel::new(table()).unwrap();
-            assert_ne!(plain.encode(t, bits, prev, h, w).unwrap(), stream);
+            assert_ne!(plain.encode(t, bits, prev, h, w).unwrap().0, stream);
         }
     }
 

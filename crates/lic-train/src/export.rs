@@ -326,18 +326,28 @@ pub fn replace_tensors(
     which: impl Fn(&str) -> bool,
     out: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let st = safetensors::SafeTensors::deserialize(base)?;
-    let mut bufs = Tensors::new();
-    for (name, view) in st.tensors() {
-        if !which(&name) {
-            bufs.insert(
-                name,
-                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
-            );
-        }
-    }
+    let mut bufs = tensors_without(base, &which)?;
     bufs.extend(f16_tensors(vm)?.into_iter().filter(|(n, _)| which(n)));
     write_safetensors(&bufs, out)
+}
+
+/// The tensors of the weights file `base`, without those `drop` names, as they are stored.
+pub fn tensors_without(
+    base: &[u8],
+    drop: impl Fn(&str) -> bool,
+) -> Result<Tensors, safetensors::SafeTensorError> {
+    let st = safetensors::SafeTensors::deserialize(base)?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !drop(name))
+        .map(|(name, view)| {
+            (
+                name,
+                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
+            )
+        })
+        .collect())
 }
 
 /// Writes `bufs` as a safetensors file.

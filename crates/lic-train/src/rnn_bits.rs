@@ -11,7 +11,7 @@ use candle_core::Device;
 use rayon::prelude::*;
 
 use super::data::{self, Dataset, Picture};
-use super::export::{self, Tensors};
+use super::export;
 use lic::entropy::bits::{
     context, mix_features, BitModel, MIX_FEATURES, MIX_MAX_WEIGHT, MIX_WEIGHTS,
 };
@@ -68,16 +68,7 @@ fn samples(
             for j in 0..w {
                 let ctx = context(t, c, i, j, h, w, cur, prev);
                 let mut f = [0i8; MIX_FEATURES];
-                mix_features(
-                    t,
-                    c,
-                    (i, j),
-                    (h, w),
-                    cur,
-                    prev,
-                    table.stretched(ctx),
-                    &mut f,
-                );
+                mix_features(c, (i, j), (h, w), cur, prev, table.stretched(ctx), &mut f);
                 xs.push(f);
                 ys.push(cur[c * h * w + i * w + j]);
             }
@@ -187,16 +178,7 @@ pub fn fit(
         100.0 * (b / a - 1.0)
     )?;
 
-    let st = safetensors::SafeTensors::deserialize(&base)?;
-    let mut bufs = Tensors::new();
-    for (name, view) in st.tensors() {
-        if name != "bits.mix" {
-            bufs.insert(
-                name,
-                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
-            );
-        }
-    }
+    let mut bufs = export::tensors_without(&base, |n| n == "bits.mix")?;
     bufs.insert(
         "bits.mix".into(),
         (
