@@ -14,6 +14,9 @@ use lic::container::Container;
 use lic::{Codec, ColorType, CwWeights, Image};
 use sha2::{Digest, Sha256};
 
+mod common;
+use common::rnn_table_only_weights;
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("format-spec/golden")
 }
@@ -378,16 +381,6 @@ fn rnn_bits_hash(bytes: &[u8]) -> String {
         prev = Some(b);
     }
     hex(&d.finalize())
-}
-
-/// The shipped rnn weights file without `bits.mix`: the earlier table-only weights.
-fn rnn_table_only_weights() -> Vec<u8> {
-    let st = safetensors::SafeTensors::deserialize(lic::model::weights::EMBEDDED_RNN).unwrap();
-    safetensors::serialize(
-        st.tensors().into_iter().filter(|(n, _)| n != "bits.mix"),
-        None,
-    )
-    .unwrap()
 }
 
 #[test]

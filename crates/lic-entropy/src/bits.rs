@@ -212,13 +212,9 @@ impl BitModel {
         w: usize,
     ) {
         let t = t.min(MAX_ITERS - 1);
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    let ctx = context(t, c, i, j, h, w, bits, prev);
-                    counts[ctx][bits[c * h * w + i * w + j] as usize] += 1;
-                }
-            }
+        for (c, i, j) in stream_order(h, w) {
+            let ctx = context(t, c, i, j, h, w, bits, prev);
+            counts[ctx][bits[c * h * w + i * w + j] as usize] += 1;
         }
     }
 
@@ -271,13 +267,9 @@ impl BitModel {
         let t = t.min(MAX_ITERS - 1);
         let mut f = [0i8; MIX_FEATURES];
         let mut out = Vec::with_capacity(BITS * h * w);
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    let m = self.model_of(t, c, i, j, h, w, bits, prev, &mut f);
-                    out.push((m, bits[c * h * w + i * w + j]));
-                }
-            }
+        for (c, i, j) in stream_order(h, w) {
+            let m = self.model_of(t, c, i, j, h, w, bits, prev, &mut f);
+            out.push((m, bits[c * h * w + i * w + j]));
         }
         out
     }
@@ -340,23 +332,25 @@ impl BitModel {
         let t = t.min(MAX_ITERS - 1);
         let mut bits = vec![0u8; BITS * h * w];
         let mut f = [0i8; MIX_FEATURES];
-        for c in 0..BITS {
-            for i in 0..h {
-                for j in 0..w {
-                    let m = self.model_of(t, c, i, j, h, w, &bits, prev, &mut f);
-                    let b = coder
-                        .decode_symbol(&self.models[m])
-                        .map_err(|_| EntropyError::Corrupt("rANS decoding failed"))?;
-                    budget.spend(symbol_info(&self.models[m], b))?;
-                    bits[c * h * w + i * w + j] = b as u8;
-                }
-            }
+        for (c, i, j) in stream_order(h, w) {
+            let m = self.model_of(t, c, i, j, h, w, &bits, prev, &mut f);
+            let b = coder
+                .decode_symbol(&self.models[m])
+                .map_err(|_| EntropyError::Corrupt("rANS decoding failed"))?;
+            budget.spend(symbol_info(&self.models[m], b))?;
+            bits[c * h * w + i * w + j] = b as u8;
         }
         if !coder.is_empty() {
             return Err(EntropyError::Corrupt("data left after the last bit"));
         }
         Ok(bits)
     }
+}
+
+/// The bits of an iteration in stream order (§6.6): channel by channel, each in raster
+/// order, as (channel, row, column).
+fn stream_order(h: usize, w: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..BITS).flat_map(move |c| (0..h).flat_map(move |i| (0..w).map(move |j| (c, i, j))))
 }
 
 #[cfg(test)]
