@@ -15,16 +15,18 @@
 #      rnn in gpu-data/rnn/ or gpu-data/init-rnn.safetensors. A model with neither starts
 #      fresh (cw from the PCA transform code, rnn from random weights).
 # There (the device tool's run, carry ["gpu-data"], timeout 600):
-#      bash scripts/gpu_train.sh 7.5
+#      bash scripts/gpu_train.sh 7
+# It first times both ways of running convolutions for PROBE seconds each (default 30; 0
+# skips it and keeps candle's conv2d) and trains each model with the faster (probe.txt).
 # Back here: cat FILES/res.tar.xz.* | xz -dc | tar x -C ~/.cache/lic/gpu, then export,
 # refit the post-filter and check as weights/README.md describes before shipping.
 #
 # Test the whole script here first, on the CPU and a small budget (no crops needed):
-#      CPU=1 OUT=/tmp/gpu-out bash scripts/gpu_train.sh 1
+#      CPU=1 PROBE=10 OUT=/tmp/gpu-out bash scripts/gpu_train.sh 1
 #
 # Per-model settings can be overridden with CW_ARGS / RNN_ARGS.
 set -u
-MIN=${1:-7.5}
+MIN=${1:-7}
 : "${OUT:?OUT must name the folder for the results}"
 cd "$(dirname "$0")/.."
 CW_ARGS=${CW_ARGS:---batch 32 --patch 192 --lr 3e-5 --ste --ema 0.998 --warmup 0}
@@ -65,10 +67,43 @@ run() {
     > "$WORK/$model/stdout.txt" 2>&1
   echo "$model rc $?" >> "$WORK/$model/stdout.txt"
 }
+# Which convolution trains faster on this GPU, per model: candle's conv2d (its backward runs
+# conv_transpose2d and a conv2d with a picture-sized kernel) or im2col by copies and a matmul
+# (`--gpu-conv unfolded`). Both models side by side, as in the run, PROBE seconds each way;
+# steps per second from the first and last logged steps (validation excluded).
+rate() {
+  awk '/^step /{for(i=1;i<NF;i++) if($i=="t"){t=$(i+1); sub("s","",t)}
+       if(n++==0){s0=$2; t0=t}; s1=$2; t1=t}
+       END{if(t1>t0) printf "%.3f\n", (s1-s0)/(t1-t0); else print 0}' "$1"
+}
+probe() {
+  local kind=$1 m pids=()
+  for m in cw rnn; do
+    local dir=$WORK/probe-$kind/$m start args
+    mkdir -p "$dir"; cp "$WORK/$m"/* "$dir/" 2>/dev/null
+    if [ $m = cw ]; then start=$CW_START args=$CW_ARGS; else start=$RNN_START args=$RNN_ARGS; fi
+    # shellcheck disable=SC2086
+    "$BIN" train --model $m "${DEV[@]}" --data "$DATA" --out "$dir" $start $args \
+      --gpu-conv "$kind" --minutes "$(awk "BEGIN{print $PROBE/60}")" --val-every 1000000 \
+      --log-every 5 > "$dir/stdout.txt" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for m in cw rnn; do echo "$m $kind $(rate "$WORK/probe-$kind/$m/train.log")"; done
+}
+PROBE=${PROBE:-30}
+CW_CONV=native RNN_CONV=native
+if [ "$PROBE" != 0 ]; then
+  probe native > "$WORK/probe.txt"; probe unfolded >> "$WORK/probe.txt"
+  cat "$WORK/probe.txt"; cp "$WORK/probe.txt" "$OUT/"
+  pick() { awk -v m="$1" '$1==m{r[$2]=$3} END{print (r["unfolded"]>r["native"]) ? "unfolded" : "native"}' "$WORK/probe.txt"; }
+  CW_CONV=$(pick cw) RNN_CONV=$(pick rnn)
+  echo "steps/s above; cw trains with $CW_CONV, rnn with $RNN_CONV convolutions"
+fi
 # shellcheck disable=SC2086
-run cw "$MIN" $CW_START $CW_ARGS & P1=$!
+run cw "$MIN" $CW_START $CW_ARGS --gpu-conv $CW_CONV & P1=$!
 # shellcheck disable=SC2086
-run rnn "$MIN" $RNN_START $RNN_ARGS & P2=$!
+run rnn "$MIN" $RNN_START $RNN_ARGS --gpu-conv $RNN_CONV & P2=$!
 [ "${CPU:-0}" = 1 ] || { sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv; }
 wait $P1 $P2
 for m in cw rnn; do

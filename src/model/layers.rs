@@ -8,6 +8,34 @@ use candle_nn::{Init, VarBuilder};
 
 use super::im2col::Im2Col;
 
+/// How [`Conv`] runs on a GPU (a process-wide choice; the CPU always uses im2col).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuConv {
+    /// candle's `conv2d`.
+    Native,
+    /// [`Conv::forward_unfolded`].
+    Unfolded,
+}
+
+static GPU_CONV_UNFOLDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses how convolutions run on a GPU from now on.
+pub fn set_gpu_conv(kind: GpuConv) {
+    GPU_CONV_UNFOLDED.store(
+        kind == GpuConv::Unfolded,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// How convolutions run on a GPU ([`GpuConv::Native`] unless [`set_gpu_conv`] said otherwise).
+pub fn gpu_conv() -> GpuConv {
+    if GPU_CONV_UNFOLDED.load(std::sync::atomic::Ordering::Relaxed) {
+        GpuConv::Unfolded
+    } else {
+        GpuConv::Native
+    }
+}
+
 /// A k×k convolution with stride 1, 'same' zero padding and a bias.
 ///
 /// Weights are stored as `(cout, cin, k, k)` (the usual layout) and kept reshaped to
@@ -64,7 +92,10 @@ impl Conv {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, _) = x.dims4()?;
         if !x.device().is_cpu() {
-            // GPUs have fast native convolutions (and no im2col op of ours).
+            if gpu_conv() == GpuConv::Unfolded {
+                return self.forward_unfolded(x);
+            }
+            // candle's own convolution (and no im2col op of ours on a GPU).
             let kernel = self.w.reshape((self.cout, c, self.k, self.k))?;
             let y = x.conv2d(&kernel, self.k / 2, 1, 1, 1)?;
             return y.broadcast_add(&self.b.reshape((1, self.cout, 1, 1))?);
@@ -76,6 +107,31 @@ impl Conv {
             });
         }
         self.forward_im2col(x)
+    }
+
+    /// The convolution from candle's generic ops, for any device: the k² shifted views of the
+    /// zero-padded input stacked as channels (im2col by copies), then one batched matmul.
+    /// Its backward is matmuls and copies, where that of candle's CUDA `conv2d` runs
+    /// `conv_transpose2d` as a direct kernel; it holds k² copies of the input.
+    pub fn forward_unfolded(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let (k, p) = (self.k, self.k / 2);
+        let cols = if k == 1 {
+            x.reshape((b, c, h * w))?
+        } else {
+            let xp = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+            let mut views = Vec::with_capacity(k * k);
+            for dy in 0..k {
+                for dx in 0..k {
+                    views.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
+                }
+            }
+            // (b, c, k², h, w): channel ci's taps at ci·k² + 3·dy + dx, as the weights are.
+            Tensor::stack(&views, 2)?.reshape((b, c * k * k, h * w))?
+        };
+        let y = self.w.broadcast_matmul(&cols)?;
+        y.broadcast_add(&self.b.reshape((1, self.cout, 1))?)?
+            .reshape((b, self.cout, h, w))
     }
 
     /// The CPU convolution as one im2col + matmul over the whole of `x`.
@@ -298,6 +354,34 @@ mod tests {
             .broadcast_add(&conv.b.reshape((1, 7, 1, 1))?)?;
         let d = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-4, "max diff {d}");
+        Ok(())
+    }
+
+    #[test]
+    fn unfolded_conv_matches_im2col_in_value_and_gradients() -> Result<()> {
+        // The GPU path, run here on the CPU: same outputs, same gradients for the input and
+        // both parameters.
+        let dev = Device::Cpu;
+        for k in [1, 3] {
+            let vm = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+            let conv = Conv::new(vb.pp("c"), 5, 7, k)?;
+            let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 5, 9, 11), &dev)?)?;
+            let target = Tensor::randn(0f32, 1.0, (2, 7, 9, 11), &dev)?;
+            let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+                (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+            };
+            let (a, b) = (conv.forward_im2col(&x)?, conv.forward_unfolded(&x)?);
+            assert!(max_diff(&a, &b)? < 1e-4, "k {k}: outputs differ");
+            let ga = (a * &target)?.sum_all()?.backward()?;
+            let gb = (b * &target)?.sum_all()?.backward()?;
+            let mut vars = vm.all_vars();
+            vars.push(x.clone());
+            for v in &vars {
+                let d = max_diff(ga.get(v).unwrap(), gb.get(v).unwrap())?;
+                assert!(d < 1e-3, "k {k}: gradient differs by {d}");
+            }
+        }
         Ok(())
     }
 

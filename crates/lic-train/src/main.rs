@@ -64,6 +64,10 @@ enum Command {
         /// Train on the GPU (needs a build with --features cuda).
         #[arg(long)]
         cuda: bool,
+        /// How convolutions run on the GPU: candle's `conv2d` (native) or im2col by copies
+        /// and one matmul (unfolded, whose backward needs no `conv_transpose2d`).
+        #[arg(long, default_value = "native", value_parser = ["native", "unfolded"])]
+        gpu_conv: String,
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -191,6 +195,7 @@ fn run(cli: Cli) -> Result<(), String> {
             val_every,
             ckpt_minutes,
             cuda,
+            gpu_conv,
             seed,
             log_every,
             warmup,
@@ -200,6 +205,11 @@ fn run(cli: Cli) -> Result<(), String> {
             sample_weight,
             anchor_context,
         } => {
+            lic::model::layers::set_gpu_conv(if gpu_conv == "unfolded" {
+                lic::model::layers::GpuConv::Unfolded
+            } else {
+                lic::model::layers::GpuConv::Native
+            });
             if patch % 16 != 0 || patch == 0 {
                 return Err("--patch must be a positive multiple of 16".into());
             }
