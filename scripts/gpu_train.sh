@@ -80,7 +80,7 @@ probe() {
   local kind=$1 m pids=()
   for m in cw rnn; do
     local dir=$WORK/probe-$kind/$m start args
-    mkdir -p "$dir"; cp "$WORK/$m"/* "$dir/" 2>/dev/null
+    mkdir -p "$dir"; cp "$WORK/$m"/* "$dir/" 2>/dev/null; rm -f "$dir/train.log"
     if [ $m = cw ]; then start=$CW_START args=$CW_ARGS; else start=$RNN_START args=$RNN_ARGS; fi
     # shellcheck disable=SC2086
     "$BIN" train --model $m "${DEV[@]}" --data "$DATA" --out "$dir" $start $args \
