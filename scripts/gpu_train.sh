@@ -72,7 +72,7 @@ run() {
 # (`--gpu-conv unfolded`). Both models side by side, as in the run, PROBE seconds each way;
 # steps per second from the first and last logged steps (validation excluded).
 rate() {
-  awk '/^step /{for(i=1;i<NF;i++) if($i=="t"){t=$(i+1); sub("s","",t)}
+  awk '/^step /{for(i=1;i<NF;i++) if($i=="t"){t=$(i+1); sub("s","",t); t+=0}
        if(n++==0){s0=$2; t0=t}; s1=$2; t1=t}
        END{if(t1>t0) printf "%.3f\n", (s1-s0)/(t1-t0); else print 0}' "$1"
 }
