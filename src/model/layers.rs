@@ -126,7 +126,7 @@ impl Conv {
                     views.push(xp.narrow(2, dy, h)?.narrow(3, dx, w)?);
                 }
             }
-            // (b, c, k², h, w): channel ci's taps at ci·k² + 3·dy + dx, as the weights are.
+            // (b, c, k², h, w): channel ci's taps at ci·k² + k·dy + dx, as the weights are.
             Tensor::stack(&views, 2)?.reshape((b, c * k * k, h * w))?
         };
         let y = self.w.broadcast_matmul(&cols)?;
