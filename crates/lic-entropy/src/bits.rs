@@ -78,8 +78,9 @@ fn mix_probability(z: i64) -> u16 {
 }
 
 /// The [`MIX_FEATURES`] features of bit (channel `c`, row `i`, column `j`) of an iteration
-/// (spec §6.6b; the iteration picks the weight row, not the features), each −1 (a coded 0), +1 (a coded 1) or 0 (outside the grid, not decoded
-/// yet, or no previous iteration), except the last, `stretch`:
+/// (spec §6.6b; the iteration picks the weight row, not the features), each −1 (a coded 0),
+/// +1 (a coded 1) or 0 (outside the grid, not decoded yet, or no previous iteration), except
+/// the last, `stretch`:
 ///
 /// - 0: the constant 1;
 /// - 1–6: this iteration, channel c, at (i, j−1), (i−1, j), (i−1, j−1), (i−1, j+1), (i, j−2),
