@@ -7,7 +7,7 @@
 
 use super::cw::{to_tensor, Rect};
 use crate::container::Header;
-use crate::model::rnn::{bits_of, bits_tensor, DecoderState, MAX_ITERS, STRIDE};
+use crate::model::rnn::{bits_of, RnnState, MAX_ITERS, STRIDE};
 use crate::model::weights::RnnWeights;
 use crate::{Error, Image};
 
@@ -41,7 +41,9 @@ pub fn encode_layers(
     let (hp, wp) = (lh * STRIDE, lw * STRIDE);
     let target = ((x * 2.0)? - 1.0)?;
     let mut es = model.encoder_state(1, hp, wp)?;
-    let mut ds = model.decoder_state(1, hp, wp)?;
+    // The decoder's own synthesis, so the residual each layer codes is the one left by the
+    // picture a decoder shows.
+    let mut ds = weights.synthesizer.state(hp, wp);
     let mut residual = target.clone();
     let mut prev: Option<Vec<u8>> = None;
     let mut out = Coded {
@@ -55,10 +57,10 @@ pub fn encode_layers(
         let bits = bits_of(&y)?;
         // The last layer's picture is needed only to decide whether to keep it.
         if stop_early || t + 1 < layers {
-            model.decode_step(&bits_tensor(&bits, lh, lw, model.device())?, &mut ds)?;
+            weights.synthesizer.step(&bits, &mut ds);
         }
         if stop_early {
-            let e = squared_error(&ds.x_hat, rgb, width, height)?;
+            let e = squared_error(&ds.x_hat, wp, rgb, width, height);
             if e >= error {
                 break;
             }
@@ -68,23 +70,18 @@ pub fn encode_layers(
         out.layers.push(stream);
         out.estimated_bits.push(cost);
         if t + 1 < layers {
-            residual = (&target - &ds.x_hat)?;
+            let x_hat = candle_core::Tensor::from_slice(&ds.x_hat, (1, 3, hp, wp), model.device())?;
+            residual = (&target - x_hat)?;
         }
         prev = Some(bits);
     }
     Ok(out)
 }
 
-/// Squared error between the decoder's 8-bit picture of `x_hat` (spec §5.2) and the RGB8
-/// image it codes, over the image's own pixels.
-fn squared_error(
-    x_hat: &candle_core::Tensor,
-    rgb: &[u8],
-    width: usize,
-    height: usize,
-) -> Result<u64, Error> {
-    let (_, _, hp, wp) = x_hat.dims4()?;
-    let x: Vec<f32> = x_hat.flatten_all()?.to_vec1()?;
+/// Squared error between the decoder's 8-bit picture of `x` (planar `x̂`, `wp` wide; spec
+/// §5.2) and the RGB8 image it codes, over the image's own pixels.
+fn squared_error(x: &[f32], wp: usize, rgb: &[u8], width: usize, height: usize) -> u64 {
+    let hp = x.len() / (3 * wp);
     let mut sum = 0u64;
     for c in 0..3 {
         for y in 0..height {
@@ -96,7 +93,7 @@ fn squared_error(
             }
         }
     }
-    Ok(sum)
+    sum
 }
 
 /// The decoder between layers.
@@ -105,7 +102,7 @@ pub struct Progressive<'w> {
     /// The bit model of the file's weights id (`RnnWeights::bits_for`).
     bits: &'w crate::entropy::bits::BitModel,
     header: Header,
-    state: DecoderState,
+    state: RnnState,
     prev: Option<Vec<u8>>,
     lh: usize,
     lw: usize,
@@ -129,7 +126,7 @@ impl<'w> Progressive<'w> {
             weights,
             bits,
             header: header.clone(),
-            state: weights.model.decoder_state(1, lh * STRIDE, lw * STRIDE)?,
+            state: weights.synthesizer.state(lh * STRIDE, lw * STRIDE),
             prev: None,
             lh,
             lw,
@@ -152,11 +149,7 @@ impl<'w> Progressive<'w> {
         let bits = self
             .bits
             .decode(t, stream, self.prev.as_deref(), self.lh, self.lw)?;
-        let model = &self.weights.model;
-        model.decode_step(
-            &bits_tensor(&bits, self.lh, self.lw, model.device())?,
-            &mut self.state,
-        )?;
+        self.weights.synthesizer.step(&bits, &mut self.state);
         self.prev = Some(bits);
         Ok(())
     }
@@ -165,16 +158,14 @@ impl<'w> Progressive<'w> {
     /// alpha is added by the caller).
     pub fn rgb(&self) -> Result<Vec<u8>, Error> {
         let (w, h) = (self.header.width as usize, self.header.height as usize);
-        let x = ((&self.state.x_hat + 1.0)? * 127.5)?;
-        let (_, _, _, wp) = x.dims4()?;
-        let hp = self.lh * STRIDE;
-        let x: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let (hp, wp) = (self.state.height, self.state.width);
+        let x = &self.state.x_hat;
         let mut out = vec![0u8; w * h * 3];
         for y in 0..h {
             for xx in 0..w {
                 for c in 0..3 {
-                    out[(y * w + xx) * 3 + c] =
-                        x[c * hp * wp + y * wp + xx].round().clamp(0.0, 255.0) as u8;
+                    let v = (x[c * hp * wp + y * wp + xx] + 1.0) * 127.5;
+                    out[(y * w + xx) * 3 + c] = v.round().clamp(0.0, 255.0) as u8;
                 }
             }
         }

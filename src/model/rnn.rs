@@ -22,6 +22,11 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{depth_to_space, space_to_depth, Conv};
+pub use super::rnn_synthesis::{RnnState, RnnSynthesizer};
+use lic_kernels::gru_update;
+/// The tanh of the decoder's GRU gates; the decoder's pictures depend on it, never its
+/// symbols.
+pub use lic_kernels::tanh_fast;
 
 pub use lic_format::arch::rnn::{BITS, MAX_ITERS, STRIDE};
 
@@ -87,36 +92,13 @@ fn gru_gates(gx: &[f32], gh: &[f32], state: &mut [f32], n: usize, p: usize) {
     state.par_chunks_mut(p).enumerate().for_each(|(bc, hrow)| {
         let (bi, c) = (bc / n, bc % n);
         let at = |g: usize| (bi * 3 * n + g * n + c) * p;
-        let (zx, rx, nx) = (&gx[at(0)..][..p], &gx[at(1)..][..p], &gx[at(2)..][..p]);
-        let (zh, rh, nh) = (&gh[at(0)..][..p], &gh[at(1)..][..p], &gh[at(2)..][..p]);
-        for i in 0..p {
-            let z = 0.5 * tanh_fast(0.5 * (zx[i] + zh[i])) + 0.5;
-            let r = 0.5 * tanh_fast(0.5 * (rx[i] + rh[i])) + 0.5;
-            let cand = tanh_fast(nx[i] + r * nh[i]);
-            hrow[i] = cand + z * (hrow[i] - cand);
-        }
+        gru_update(
+            [&gx[at(0)..][..p], &gx[at(1)..][..p], &gx[at(2)..][..p]],
+            [&gh[at(0)..][..p], &gh[at(1)..][..p], &gh[at(2)..][..p]],
+            [0.0; 3],
+            hrow,
+        );
     });
-}
-
-/// tanh as a rational function (odd degree-13 numerator, degree-6 denominator in x²), within
-/// a few units in the last place of f32 on [−7.9, 7.9] and ±1 beyond; branch-free, so the
-/// loops that call it vectorize. The decoder's pictures depend on it, never its symbols.
-#[inline]
-pub fn tanh_fast(x: f32) -> f32 {
-    let x = x.clamp(-7.905_311, 7.905_311);
-    let x2 = x * x;
-    let mut p = -2.760_768_5e-16f32;
-    p = p * x2 + 2.000_187_9e-13;
-    p = p * x2 - 8.604_671_5e-11;
-    p = p * x2 + 5.122_297e-8;
-    p = p * x2 + 1.485_722_4e-5;
-    p = p * x2 + 6.372_619_3e-4;
-    p = p * x2 + 4.893_524_6e-3;
-    let mut q = 1.198_258_4e-6f32;
-    q = q * x2 + 1.185_347_1e-4;
-    q = q * x2 + 2.268_434_6e-3;
-    q = q * x2 + 4.893_525_2e-3;
-    x * p / q
 }
 
 /// The encoder's recurrent state.
@@ -175,6 +157,20 @@ impl RnnModel {
             out,
             device: vb.device().clone(),
         })
+    }
+
+    /// The decoder as plain f32 kernels ([`RnnSynthesizer`]), which the codec decodes with.
+    pub fn synthesizer(&self) -> Result<RnnSynthesizer> {
+        let mut cells = Vec::new();
+        let mut cin = BITS;
+        for (cell, &n) in self.dec.iter().zip(&DEC_HIDDEN) {
+            let (wx, bx) = cell.wx.to_vecs()?;
+            let (wh, bh) = cell.wh.to_vecs()?;
+            cells.push((cin, n, wx, bx, wh, bh));
+            cin = n / 4;
+        }
+        let (w, b) = self.out.to_vecs()?;
+        RnnSynthesizer::new(cells, (cin, w, b)).map_err(candle_core::Error::Msg)
     }
 
     /// The device the model lives on.

@@ -19,7 +19,7 @@
 
 use super::postfilter::PostFilter;
 use lic_format::arch::cw::SYNTHESIS;
-use lic_kernels::matmul_add;
+use lic_kernels::{matmul, matmul_add};
 use rayon::prelude::*;
 use std::collections::VecDeque;
 
@@ -266,9 +266,21 @@ impl Stage {
             .into_par_iter()
             .map(|k| {
                 let (ya, rows, xa, xb) = g.rect(k, r0, r1, feed.w);
-                SCRATCH.with_borrow_mut(|scratch| self.chunk(scratch, feed, ya, rows, xa, xb))
+                self.chunk_here(feed, ya, rows, xa, xb)
             })
             .collect()
+    }
+
+    /// [`Self::chunk`] with the calling thread's temporaries.
+    pub(super) fn chunk_here(
+        &self,
+        feed: &Feed,
+        ya: usize,
+        rows: usize,
+        xa: usize,
+        xb: usize,
+    ) -> Vec<f32> {
+        SCRATCH.with_borrow_mut(|scratch| self.chunk(scratch, feed, ya, rows, xa, xb))
     }
 
     /// The convolution, bias and activation of input rows `ya..ya + rows`, columns `xa..xb`,
@@ -297,8 +309,8 @@ impl Stage {
         lines.resize(10 * half, 0.0);
         let rowt = &mut scratch.rowt;
         rowt.resize(16 * across, 0.0);
+        // Every value of `v` and `products` is written below: no need to zero them.
         let v = &mut scratch.v;
-        v.clear();
         v.resize(16 * cin * tiles, 0.0);
         // Input columns xa − 1 + k exist for k in lo..hi.
         let (lo, hi) = (1 - xa.min(1), (2 * half).min(w + 1 - xa));
@@ -356,14 +368,13 @@ impl Stage {
             }
         }
         let products = &mut scratch.products;
-        products.clear();
         products.resize(16 * m * tiles, 0.0);
         for (xi, (p, vx)) in products
             .chunks_exact_mut(m * tiles)
             .zip(v.chunks_exact(cin * tiles))
             .enumerate()
         {
-            matmul_add(p, &self.u[xi * m * cin..][..m * cin], vx, m, cin, tiles);
+            matmul(p, &self.u[xi * m * cin..][..m * cin], vx, m, cin, tiles);
         }
         // Aᵀ·P·A per tile: 2×2 outputs, plus the bias.
         let n = rows * ws;

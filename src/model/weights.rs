@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::analysis::{Analyzer, ANALYSIS};
 use super::cw::CwModel;
 use super::postfilter::{PostFilter, MAX_WIDTH};
-use super::rnn::RnnModel;
+use super::rnn::{RnnModel, RnnSynthesizer};
 use super::synthesis::{Stage, Synthesizer};
 use crate::arch::cw::{M, RATE_POINTS, SYNTHESIS};
 use crate::entropy::bits::BitModel;
@@ -498,6 +498,8 @@ impl CwWeights {
 pub struct RnnWeights {
     /// The float transforms.
     pub model: RnnModel,
+    /// The decoder's transforms as the codec runs them (made from `model`).
+    pub synthesizer: RnnSynthesizer,
     /// The conditional bit model (spec §6.6, with §6.6b when the file has `bits.mix`).
     pub bits: BitModel,
     /// First 8 bytes of the SHA-256 of the file.
@@ -539,8 +541,12 @@ impl RnnWeights {
         let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, &Device::Cpu)
             .map_err(|e| WeightsError::Parse(e.to_string()))?;
         let model = RnnModel::new(vb).map_err(|e| WeightsError::Tensor(e.to_string()))?;
+        let synthesizer = model
+            .synthesizer()
+            .map_err(|e| WeightsError::Tensor(e.to_string()))?;
         Ok(Self {
             model,
+            synthesizer,
             bits,
             id: weights_id(bytes),
             table_only,

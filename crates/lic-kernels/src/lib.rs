@@ -1,6 +1,7 @@
 //! Numeric kernels for lic's decoder, behind safe functions.
 //!
 //! The synthesis (`lic::model::synthesis`) spends nearly all its time in matrix products.
+//! The rnn decoder's GRU gates ([`gru_update`]) are its next largest part.
 //! The `gemm` crate (also candle's CPU backend) has fast SIMD kernels chosen at run time but
 //! only a raw-pointer interface; this crate checks the shapes once and is the one place in
 //! the decoder that calls it, so `lic` itself keeps `forbid(unsafe_code)`.
@@ -55,6 +56,96 @@ pub fn matmul_add(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: 
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+/// `dst (m × n) = a (m × k) · b (k × n)`: [`matmul_add`] without reading `dst`, so a
+/// caller need not zero it first. Each value is the same sum in the same order as
+/// [`matmul_add`] onto zeros.
+///
+/// # Panics
+/// When a slice's length is not the product of its dimensions.
+pub fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    assert_eq!(dst.len(), m * n, "dst is not {m}×{n}");
+    assert_eq!(a.len(), m * k, "a is not {m}×{k}");
+    assert_eq!(b.len(), k * n, "b is not {k}×{n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst.fill(0.0);
+        return;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: as in `matmul_add`; with `read_dst` false gemm writes every element of `dst`
+    // without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// tanh as a rational function (odd degree-13 numerator, degree-6 denominator in x²), within
+/// a few units in the last place of f32 on [−7.9, 7.9] and ±1 beyond; branch-free, so the
+/// loops that call it vectorize. The same plain multiplies and adds on every target (no
+/// fused multiply-add), so every CPU gets the same value.
+#[inline]
+// The coefficients as fitted; f32 rounds them, the same on every target.
+#[allow(clippy::excessive_precision)]
+pub fn tanh_fast(x: f32) -> f32 {
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let mut p = -2.760_768_5e-16f32;
+    p = p * x2 + 2.000_187_9e-13;
+    p = p * x2 - 8.604_671_5e-11;
+    p = p * x2 + 5.122_297e-8;
+    p = p * x2 + 1.485_722_4e-5;
+    p = p * x2 + 6.372_619_3e-4;
+    p = p * x2 + 4.893_524_6e-3;
+    let mut q = 1.198_258_4e-6f32;
+    q = q * x2 + 1.185_347_1e-4;
+    q = q * x2 + 2.268_434_6e-3;
+    q = q * x2 + 4.893_525_2e-3;
+    x * p / q
+}
+
+/// The GRU update of one channel's positions in place: with the z, r and candidate
+/// pre-activations of the input path `x` and of the state path `h` (each at least as long
+/// as `state`) and the state path's biases `hb`,
+/// `z = σ(x₀ + h₀ + hb₀)`, `r = σ(x₁ + h₁ + hb₁)`, `c = tanh(x₂ + r·(h₂ + hb₂))`,
+/// `state = c + z·(state − c)`, with `σ(v) = ½·tanh(v/2) + ½` and [`tanh_fast`].
+///
+/// Compiled for AVX2 beside the baseline (wider vectors of the same operations, no fused
+/// multiply-add), so the values do not depend on the variant the CPU picks.
+#[multiversion::multiversion(targets("x86_64+avx2"))]
+pub fn gru_update(x: [&[f32]; 3], h: [&[f32]; 3], hb: [f32; 3], state: &mut [f32]) {
+    let ([zx, rx, nx], [zh, rh, nh]) = (x, h);
+    let p = state.len();
+    let (zx, rx, nx, zh, rh, nh) = (&zx[..p], &rx[..p], &nx[..p], &zh[..p], &rh[..p], &nh[..p]);
+    for i in 0..p {
+        let z = 0.5 * tanh_fast(0.5 * (zx[i] + (zh[i] + hb[0]))) + 0.5;
+        let r = 0.5 * tanh_fast(0.5 * (rx[i] + (rh[i] + hb[1]))) + 0.5;
+        let cand = tanh_fast(nx[i] + r * (nh[i] + hb[2]));
+        state[i] = cand + z * (state[i] - cand);
     }
 }
 
