@@ -362,9 +362,7 @@ pub fn decode_rnn(
     let alpha = read_alpha(&file)?;
     let mut dec = rnn::Progressive::new(weights, hd)?;
     let take = max_layers.unwrap_or(usize::MAX).max(1).min(streams.len());
-    for s in &streams[..take] {
-        dec.push_layer(s)?;
-    }
+    dec.push_layers(&streams[..take])?;
     Ok(RnnDecoded {
         image: dec.picture(alpha.as_deref())?,
         layers: take,

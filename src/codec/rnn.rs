@@ -154,6 +154,37 @@ impl<'w> Progressive<'w> {
         Ok(())
     }
 
+    /// Decodes the next layers, as [`Self::push_layer`] on each in turn, with each layer's
+    /// bits decoded beside the synthesis of the layer before (the bits depend only on earlier
+    /// bits, the synthesis only on them): the entropy decoding is serial, and this way it
+    /// runs while the synthesis keeps the other cores busy.
+    pub fn push_layers(&mut self, streams: &[&[u8]]) -> Result<(), Error> {
+        let Some((first, rest)) = streams.split_first() else {
+            return Ok(());
+        };
+        if self.state.iterations + streams.len() > MAX_ITERS {
+            return Err(Error::Format(crate::FormatError::Structure(
+                "more RNLY chunks than the format allows",
+            )));
+        }
+        let (lh, lw) = (self.lh, self.lw);
+        let t = self.state.iterations;
+        let mut bits = self.bits.decode(t, first, self.prev.as_deref(), lh, lw)?;
+        for stream in rest {
+            let t = self.state.iterations + 1;
+            let (model, synthesizer, state) =
+                (self.bits, &self.weights.synthesizer, &mut self.state);
+            let (_, next) = rayon::join(
+                || synthesizer.step(&bits, state),
+                || model.decode(t, stream, Some(&bits), lh, lw),
+            );
+            bits = next?;
+        }
+        self.weights.synthesizer.step(&bits, &mut self.state);
+        self.prev = Some(bits);
+        Ok(())
+    }
+
     /// The picture after the layers so far, as RGB8 (grey images: averaged to one channel;
     /// alpha is added by the caller).
     pub fn rgb(&self) -> Result<Vec<u8>, Error> {
