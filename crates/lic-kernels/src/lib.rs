@@ -23,40 +23,7 @@
 /// # Panics
 /// When a slice's length is not the product of its dimensions.
 pub fn matmul_add(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
-    assert_eq!(dst.len(), m * n, "dst is not {m}×{n}");
-    assert_eq!(a.len(), m * k, "a is not {m}×{k}");
-    assert_eq!(b.len(), k * n, "b is not {k}×{n}");
-    if m == 0 || n == 0 {
-        return;
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: the three slices hold exactly the m×n, m×k and k×n row-major matrices the
-    // strides below describe (checked above), so every element gemm reads or writes is in
-    // bounds; `dst` is a unique borrow, so it overlaps neither input; `Parallelism::None`
-    // keeps all work on this thread, within the borrows' lifetime.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    product(dst, a, b, m, k, n, true);
 }
 
 /// `dst (m × n) = a (m × k) · b (k × n)`: [`matmul_add`] without reading `dst`, so a
@@ -66,6 +33,11 @@ pub fn matmul_add(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: 
 /// # Panics
 /// When a slice's length is not the product of its dimensions.
 pub fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize) {
+    product(dst, a, b, m, k, n, false);
+}
+
+/// `dst = a·b`, plus `dst` when `add`.
+fn product(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, add: bool) {
     assert_eq!(dst.len(), m * n, "dst is not {m}×{n}");
     assert_eq!(a.len(), m * k, "a is not {m}×{k}");
     assert_eq!(b.len(), k * n, "b is not {k}×{n}");
@@ -73,12 +45,17 @@ pub fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usiz
         return;
     }
     if k == 0 {
-        dst.fill(0.0);
+        if !add {
+            dst.fill(0.0);
+        }
         return;
     }
     #[allow(unsafe_code)]
-    // SAFETY: as in `matmul_add`; with `read_dst` false gemm writes every element of `dst`
-    // without reading it.
+    // SAFETY: the three slices hold exactly the m×n, m×k and k×n row-major matrices the
+    // strides below describe (checked above), so every element gemm reads or writes is in
+    // bounds; `dst` is a unique borrow, so it overlaps neither input; `Parallelism::None`
+    // keeps all work on this thread, within the borrows' lifetime. With `read_dst` false
+    // gemm writes every element of `dst` without reading it.
     unsafe {
         gemm::gemm(
             m,
@@ -87,14 +64,14 @@ pub fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usiz
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            add,
             a.as_ptr(),
             1,
             k as isize,
             b.as_ptr(),
             1,
             n as isize,
-            0.0,
+            if add { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -192,6 +169,40 @@ mod tests {
         }
     }
 
+    #[test]
+    fn gru_update_is_the_gru_formula() {
+        let p = 37;
+        let val = |i: usize, s: usize| ((i * s % 97) as f32 - 48.0) / 12.0;
+        let (x, h): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (
+            (0..3)
+                .map(|g| (0..p).map(|i| val(i, 7 + g)).collect())
+                .collect(),
+            (0..3)
+                .map(|g| (0..p).map(|i| val(i, 11 + g)).collect())
+                .collect(),
+        );
+        let hb = [0.25, -0.5, 0.75];
+        let start: Vec<f32> = (0..p).map(|i| val(i, 13) / 4.0).collect();
+        let mut state = start.clone();
+        gru_update([&x[0], &x[1], &x[2]], [&h[0], &h[1], &h[2]], hb, &mut state);
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        for i in 0..p {
+            let (xi, hi) = (
+                |g: usize| x[g][i] as f64,
+                |g: usize| h[g][i] as f64 + hb[g] as f64,
+            );
+            let z = sigmoid(xi(0) + hi(0));
+            let r = sigmoid(xi(1) + hi(1));
+            let c = (xi(2) + r * hi(2)).tanh();
+            let want = (1.0 - z) * c + z * start[i] as f64;
+            assert!(
+                (state[i] as f64 - want).abs() < 1e-5,
+                "[{i}] {} vs {want}",
+                state[i]
+            );
+        }
+    }
+
     /// The product by the definition, in f64.
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
         let mut out = vec![0f64; m * n];
@@ -215,6 +226,12 @@ mod tests {
             let b: Vec<f32> = (0..k * n)
                 .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
                 .collect();
+            // `matmul` ignores what `dst` held; `matmul_add` adds to it.
+            let mut over = vec![f32::NAN; m * n];
+            matmul(&mut over, &a, &b, m, k, n);
+            let mut onto_zeros = vec![0f32; m * n];
+            matmul_add(&mut onto_zeros, &a, &b, m, k, n);
+            assert_eq!(over, onto_zeros, "{m}×{k}×{n}");
             let mut dst: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
             matmul_add(&mut dst, &a, &b, m, k, n);
             for (i, (got, want)) in dst.iter().zip(naive(&a, &b, m, k, n)).enumerate() {
