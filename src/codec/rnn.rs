@@ -7,7 +7,7 @@
 
 use super::cw::{to_tensor, Rect};
 use crate::container::Header;
-use crate::model::rnn::{bits_of, RnnState, MAX_ITERS, STRIDE};
+use crate::model::rnn::{RnnState, MAX_ITERS, STRIDE};
 use crate::model::weights::RnnWeights;
 use crate::{Error, Image};
 
@@ -35,12 +35,18 @@ pub fn encode_layers(
     layers: usize,
     stop_early: bool,
 ) -> Result<Coded, Error> {
-    let model = &weights.model;
     let (lh, lw) = (height.div_ceil(STRIDE), width.div_ceil(STRIDE));
-    let x = to_tensor(rgb, width, height, &Rect::grid(lh, lw), model.device())?;
+    let x = to_tensor(
+        rgb,
+        width,
+        height,
+        &Rect::grid(lh, lw),
+        weights.model.device(),
+    )?;
     let (hp, wp) = (lh * STRIDE, lw * STRIDE);
-    let target = ((x * 2.0)? - 1.0)?;
-    let mut es = model.encoder_state(1, hp, wp)?;
+    // Planar (3, hp, wp), scaled to [−1, 1].
+    let target: Vec<f32> = ((x * 2.0)? - 1.0)?.flatten_all()?.to_vec1()?;
+    let mut es = weights.analyzer.state(hp, wp);
     // The decoder's own synthesis, so the residual each layer codes is the one left by the
     // picture a decoder shows.
     let mut ds = weights.synthesizer.state(hp, wp);
@@ -53,8 +59,7 @@ pub fn encode_layers(
     };
     let mut error = u64::MAX;
     for t in 0..layers {
-        let y = model.encode_step(&residual, &mut es)?;
-        let bits = bits_of(&y)?;
+        let bits = weights.analyzer.step(&residual, &mut es);
         // The last layer's picture is needed only to decide whether to keep it.
         if stop_early || t + 1 < layers {
             weights.synthesizer.step(&bits, &mut ds);
@@ -70,8 +75,9 @@ pub fn encode_layers(
         out.layers.push(stream);
         out.estimated_bits.push(cost);
         if t + 1 < layers {
-            let x_hat = candle_core::Tensor::from_slice(&ds.x_hat, (1, 3, hp, wp), model.device())?;
-            residual = (&target - x_hat)?;
+            for ((r, &x), &xh) in residual.iter_mut().zip(&target).zip(&ds.x_hat) {
+                *r = x - xh;
+            }
         }
         prev = Some(bits);
     }

@@ -34,7 +34,7 @@ pub struct AnalysisGrid {
 /// Folds two rows `(c, w)` (the upper `a`, the lower `b`) into one space-to-depth row
 /// `(4c, w/2)`: channel `4·ci + 2·dy + dx` at column x holds channel ci of row dy at 2x + dx
 /// (the order of [`space_to_depth`](super::layers::space_to_depth)).
-fn fold(a: &[f32], b: &[f32], c: usize, w: usize) -> Vec<f32> {
+pub(super) fn fold(a: &[f32], b: &[f32], c: usize, w: usize) -> Vec<f32> {
     let half = w / 2;
     let mut out = vec![0f32; 4 * c * half];
     for ci in 0..c {

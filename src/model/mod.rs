@@ -7,6 +7,7 @@ pub mod im2col;
 pub mod layers;
 pub mod postfilter;
 pub mod rnn;
+pub mod rnn_analysis;
 pub mod rnn_synthesis;
 pub mod store;
 pub mod synthesis;

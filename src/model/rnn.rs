@@ -22,6 +22,7 @@ use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layers::{depth_to_space, space_to_depth, Conv};
+pub use super::rnn_analysis::{RnnAnalyzer, RnnEncoderState};
 pub use super::rnn_synthesis::{RnnState, RnnSynthesizer};
 use lic_kernels::gru_update;
 /// The tanh of the decoder's GRU gates; the decoder's pictures depend on it, never its
@@ -171,6 +172,22 @@ impl RnnModel {
         }
         let (w, b) = self.out.to_vecs()?;
         RnnSynthesizer::new(cells, (cin, w, b)).map_err(candle_core::Error::Msg)
+    }
+
+    /// The encoder as plain f32 kernels ([`RnnAnalyzer`]), which the codec encodes with.
+    pub fn analyzer(&self) -> Result<RnnAnalyzer> {
+        let mut cells = Vec::new();
+        let mut cin = 32 * 4;
+        for (i, (cell, &n)) in self.enc.iter().zip(&ENC_HIDDEN).enumerate() {
+            let k = if i == ENC_HIDDEN.len() - 1 { 1 } else { 3 };
+            let (wx, bx) = cell.wx.to_vecs()?;
+            let (wh, bh) = cell.wh.to_vecs()?;
+            cells.push((cin, n, k, wx, bx, wh, bh));
+            cin = n * 4;
+        }
+        let (bw, bb) = self.bin.to_vecs()?;
+        RnnAnalyzer::new(self.e0.to_vecs()?, cells, (cin / 4, bw, bb))
+            .map_err(candle_core::Error::Msg)
     }
 
     /// The device the model lives on.

@@ -18,11 +18,73 @@ use lic_kernels::{gru_update, matmul};
 use rayon::prelude::*;
 use std::collections::VecDeque;
 
-/// One convolutional GRU of the decoder ([`ConvGru`](super::rnn::ConvGru)).
+/// A 'same' convolution with a bias run in chunks: 3×3 by Winograd, or 1×1 as one product.
 #[derive(Clone, Debug)]
-struct Cell {
-    /// The 3×3 input convolution, `cin → 3n` (z, r, candidate thirds).
-    wx: Stage,
+pub(super) enum ChunkConv {
+    Winograd(Stage),
+    Pointwise {
+        /// `(cout, cin)`.
+        w: Vec<f32>,
+        b: Vec<f32>,
+        cin: usize,
+    },
+}
+
+impl ChunkConv {
+    /// From a weight `(cout, cin, k, k)` flattened and its bias, for k = 3 or 1.
+    pub(super) fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        w: Vec<f32>,
+        b: Vec<f32>,
+    ) -> Result<Self, String> {
+        match k {
+            3 => Ok(Self::Winograd(Stage::analysis(cin, cout, w, b, None)?)),
+            1 if w.len() == cout * cin && b.len() == cout => Ok(Self::Pointwise { w, b, cin }),
+            _ => Err(format!(
+                "rnn convolution {cin}→{cout} {k}×{k}: wrong shapes"
+            )),
+        }
+    }
+
+    fn cin(&self) -> usize {
+        match self {
+            Self::Winograd(s) => s.cin,
+            Self::Pointwise { cin, .. } => *cin,
+        }
+    }
+
+    /// The convolution of rows `ya..ya + rows`, columns `xa..xb` of `feed` (every row
+    /// present), as `(cout, rows, xb − xa)` row-major.
+    fn chunk(&self, feed: &Feed, ya: usize, rows: usize, xa: usize, xb: usize) -> Vec<f32> {
+        match self {
+            Self::Winograd(s) => s.chunk_here(feed, ya, rows, xa, xb),
+            Self::Pointwise { w, b, cin } => {
+                let (ws, fw) = (xb - xa, feed.w);
+                let p = rows * ws;
+                let mut x = Vec::with_capacity(cin * p);
+                for c in 0..*cin {
+                    for row in feed.rows.range(ya..ya + rows) {
+                        x.extend_from_slice(&row[c * fw + xa..][..ws]);
+                    }
+                }
+                let mut out = vec![0f32; b.len() * p];
+                matmul(&mut out, w, &x, b.len(), *cin, p);
+                for (o, &bias) in out.chunks_exact_mut(p).zip(b) {
+                    o.iter_mut().for_each(|v| *v += bias);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// One convolutional GRU ([`ConvGru`](super::rnn::ConvGru)).
+#[derive(Clone, Debug)]
+pub(super) struct Cell {
+    /// The input convolution, `cin → 3n` (z, r, candidate thirds).
+    wx: ChunkConv,
     /// The 1×1 state convolution `(3n, n)` and its bias.
     wh: Vec<f32>,
     bh: Vec<f32>,
@@ -35,7 +97,7 @@ pub struct RnnSynthesizer {
     cells: Vec<Cell>,
     /// The last 3×3 convolution at 1/2 resolution, to the 4·3 channels that depth-to-space
     /// makes the RGB update.
-    out: Stage,
+    out: ChunkConv,
 }
 
 /// The decoder's recurrent state between layers and its picture so far.
@@ -51,11 +113,6 @@ pub struct RnnState {
     pub width: usize,
     /// Layers decoded so far.
     pub iterations: usize,
-}
-
-/// A 3×3 convolution `(cout, cin, 3, 3)` + bias as a chunked Winograd stage.
-fn conv3(cin: usize, cout: usize, w: Vec<f32>, b: Vec<f32>) -> Result<Stage, String> {
-    Stage::analysis(cin, cout, w, b, None)
 }
 
 /// Rows `(c·4, w)` → rows `(c, 2w)`, twice as many: channel `co·4 + 2·ry + rx` at column x
@@ -113,23 +170,12 @@ impl RnnSynthesizer {
         cells: Vec<(usize, usize, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)>,
         out: (usize, Vec<f32>, Vec<f32>),
     ) -> Result<Self, String> {
-        let cells = cells
-            .into_iter()
-            .map(|(cin, n, wx, bx, wh, bh)| {
-                if wh.len() != 3 * n * n || bh.len() != 3 * n {
-                    return Err(format!("rnn GRU of {n}: state weights of the wrong shape"));
-                }
-                Ok(Cell {
-                    wx: conv3(cin, 3 * n, wx, bx)?,
-                    wh,
-                    bh,
-                    n,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
-            cells,
-            out: conv3(out.0, 12, out.1, out.2)?,
+            cells: cells
+                .into_iter()
+                .map(|(cin, n, wx, bx, wh, bh)| Cell::new(cin, n, 3, wx, bx, wh, bh))
+                .collect::<Result<_, _>>()?,
+            out: ChunkConv::new(out.0, 12, 3, out.1, out.2)?,
         })
     }
 
@@ -210,14 +256,14 @@ impl RnnSynthesizer {
 /// Runs `stage` over every chunk of the input rows `x` (each `(cin, w)`) in parallel, and
 /// `then(ya, rows, xa..xb, conv)` on each chunk's convolution `(cout, rows, xb − xa)`.
 /// Returns what `then` made, in chunk order, with the geometry and the row count.
-fn run_chunks(
-    stage: &Stage,
+pub(super) fn run_chunks(
+    stage: &ChunkConv,
     x: Vec<Vec<f32>>,
     w: usize,
     then: impl Fn(usize, usize, (usize, usize), Vec<f32>) -> Vec<f32> + Sync,
 ) -> (Vec<Vec<f32>>, Geometry, usize) {
     let rows = x.len();
-    let g = geometry(stage.cin, w, rows);
+    let g = geometry(stage.cin(), w, rows);
     let feed = Feed {
         w,
         h: rows,
@@ -229,15 +275,68 @@ fn run_chunks(
         .into_par_iter()
         .map(|k| {
             let (ya, n, xa, xb) = g.rect(k, 0, rows, w);
-            then(ya, n, (xa, xb), stage.chunk_here(&feed, ya, n, xa, xb))
+            then(ya, n, (xa, xb), stage.chunk(&feed, ya, n, xa, xb))
         })
         .collect();
     (outs, g, rows)
 }
 
+/// The rows `(cout, w)` of a level from its chunks' outputs `(cout, rows, ws)` (laid out by
+/// `g` on `rows` rows).
+pub(super) fn rows_of(
+    outs: &[Vec<f32>],
+    g: &Geometry,
+    rows: usize,
+    w: usize,
+    cout: usize,
+) -> Vec<Vec<f32>> {
+    (0..rows)
+        .into_par_iter()
+        .map(|y| {
+            let mut row = vec![0f32; cout * w];
+            let first = y / g.chunk_rows * g.segs;
+            for (k, buf) in outs.iter().enumerate().skip(first).take(g.segs) {
+                let (ya, r, xa, xb) = g.rect(k, 0, rows, w);
+                let (ws, p) = (xb - xa, r * (xb - xa));
+                for c in 0..cout {
+                    row[c * w + xa..][..ws].copy_from_slice(&buf[c * p + (y - ya) * ws..][..ws]);
+                }
+            }
+            row
+        })
+        .collect()
+}
+
 impl Cell {
+    /// A GRU from its input convolution (`k`×`k`, `cin → 3n`) and its state convolution
+    /// `(3n, n)`, each weight flattened, with their biases.
+    pub(super) fn new(
+        cin: usize,
+        n: usize,
+        k: usize,
+        wx: Vec<f32>,
+        bx: Vec<f32>,
+        wh: Vec<f32>,
+        bh: Vec<f32>,
+    ) -> Result<Self, String> {
+        if wh.len() != 3 * n * n || bh.len() != 3 * n {
+            return Err(format!("rnn GRU of {n}: state weights of the wrong shape"));
+        }
+        Ok(Cell {
+            wx: ChunkConv::new(cin, 3 * n, k, wx, bx)?,
+            wh,
+            bh,
+            n,
+        })
+    }
+
+    /// Width of the state.
+    pub(super) fn n(&self) -> usize {
+        self.n
+    }
+
     /// `h' = GRU(x, h)` on a `w`-wide level: `x` rows `(cin, w)`, `h` rows `(n, w)`.
-    fn step(&self, x: Vec<Vec<f32>>, h: &mut [Vec<f32>], w: usize) {
+    pub(super) fn step(&self, x: Vec<Vec<f32>>, h: &mut [Vec<f32>], w: usize) {
         let n = self.n;
         let state: &[Vec<f32>] = h;
         let (outs, g, rows) = run_chunks(&self.wx, x, w, |ya, r, (xa, xb), gx| {
@@ -282,7 +381,7 @@ impl Cell {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::rnn::{bits_tensor, RnnModel};
     use candle_core::{DType, Device};
@@ -302,7 +401,7 @@ mod tests {
     }
 
     /// A model with random weights, the biases too (a fresh one starts them at zero).
-    fn model() -> RnnModel {
+    pub(in crate::model) fn model() -> RnnModel {
         let vm = VarMap::new();
         RnnModel::new(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
         for (name, var) in vm.data().lock().unwrap().iter() {

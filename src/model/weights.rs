@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::analysis::{Analyzer, ANALYSIS};
 use super::cw::CwModel;
 use super::postfilter::{PostFilter, MAX_WIDTH};
-use super::rnn::{RnnModel, RnnSynthesizer};
+use super::rnn::{RnnAnalyzer, RnnModel, RnnSynthesizer};
 use super::synthesis::{Stage, Synthesizer};
 use crate::arch::cw::{M, RATE_POINTS, SYNTHESIS};
 use crate::entropy::bits::BitModel;
@@ -500,6 +500,8 @@ pub struct RnnWeights {
     pub model: RnnModel,
     /// The decoder's transforms as the codec runs them (made from `model`).
     pub synthesizer: RnnSynthesizer,
+    /// The encoder's transforms as the codec runs them (made from `model`).
+    pub analyzer: RnnAnalyzer,
     /// The conditional bit model (spec §6.6, with §6.6b when the file has `bits.mix`).
     pub bits: BitModel,
     /// First 8 bytes of the SHA-256 of the file.
@@ -544,9 +546,13 @@ impl RnnWeights {
         let synthesizer = model
             .synthesizer()
             .map_err(|e| WeightsError::Tensor(e.to_string()))?;
+        let analyzer = model
+            .analyzer()
+            .map_err(|e| WeightsError::Tensor(e.to_string()))?;
         Ok(Self {
             model,
             synthesizer,
+            analyzer,
             bits,
             id: weights_id(bytes),
             table_only,
